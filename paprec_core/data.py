@@ -1,0 +1,325 @@
+"""P5-format datasets: loading, validation and leave-one-out examples.
+
+A dataset folder holds P5's files as the P5 authors ship them:
+
+- ``sequential_data.txt``  one line per user: ``USER_ID ITEM_ID ITEM_ID ...``
+- ``datamaps.json``        raw-id <-> integer-id maps (optional but checked when present)
+- ``item2attributes.json`` item id -> attribute ids (optional)
+- ``meta.json.gz``         product titles, one Python-literal dict per line (optional)
+- ``exp_splits.pkl``       explanation data (optional; a pickle, so only read on request)
+
+Splits follow the paper's leave-one-out protocol: for every user the last item
+is the test target, the second-to-last the validation target, and the items
+before those form the training history. Examples are grouped by user so that
+``D_train(u)`` and ``D_val(u)`` are dictionary look-ups.
+"""
+
+from __future__ import annotations
+
+import ast
+import gzip
+import json
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+SPLITS = ("train", "val", "test")
+TASKS = ("sequential", "explanation", "matching")
+N_NEGATIVES = 99
+
+
+@dataclass(frozen=True)
+class Review:
+    """One explanation-generation record (P5's ``exp_splits.pkl`` row)."""
+
+    user: int
+    item: int
+    explanation: str
+    feature: str
+    rating: int
+
+
+@dataclass
+class P5Dataset:
+    root: Path
+    sequences: dict[int, list[int]]
+    n_items: int
+    item_titles: dict[int, str] = field(default_factory=dict)
+    item_attributes: dict[int, list[str]] = field(default_factory=dict)
+    user_raw_ids: dict[int, str] = field(default_factory=dict)
+    reviews: dict[str, list[Review]] | None = None
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def users(self) -> list[int]:
+        return sorted(self.sequences)
+
+    def item_label(self, item: int) -> str:
+        """A readable label for an item: its title, else its attributes, else its id."""
+        if item in self.item_titles:
+            return self.item_titles[item]
+        if self.item_attributes.get(item):
+            return " / ".join(self.item_attributes[item][:3])
+        return f"item {item}"
+
+    def has_task(self, task: str) -> bool:
+        return task != "explanation" or bool(self.reviews and self.reviews.get("train"))
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_dataset(root: str | Path, read_reviews: bool = True) -> P5Dataset:
+    """Load and validate a P5-format dataset folder.
+
+    ``read_reviews`` unpickles ``exp_splits.pkl`` when it exists. Unpickling runs
+    code from the file, so only pass True for folders the user chose to trust.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise DataError(root, "dataset folder not found; pass a folder that holds sequential_data.txt")
+    sequences = _read_sequences(root / "sequential_data.txt")
+    n_items = max(max(s) for s in sequences.values())
+    ds = P5Dataset(root=root, sequences=sequences, n_items=n_items)
+    datamaps = _read_json(root / "datamaps.json")
+    attribute_names: dict[str, str] = {}
+    if datamaps is not None:
+        _check_datamaps(root / "datamaps.json", datamaps, sequences)
+        ds.user_raw_ids = {int(k): v for k, v in datamaps.get("id2user", {}).items()}
+        attribute_names = {str(k): v for k, v in datamaps.get("id2attribute", {}).items()}
+        id2item = datamaps.get("id2item", {})
+    else:
+        id2item = {}
+    attrs = _read_json(root / "item2attributes.json")
+    if attrs is not None:
+        ds.item_attributes = {
+            int(k): [attribute_names.get(str(a), str(a)) for a in v] for k, v in attrs.items()
+        }
+    meta_path = root / "meta.json.gz"
+    if meta_path.exists():
+        asin2item = {v: int(k) for k, v in id2item.items()}
+        ds.item_titles = _read_titles(meta_path, asin2item)
+    exp_path = root / "exp_splits.pkl"
+    if read_reviews and exp_path.exists():
+        user2id = {v: k for k, v in ds.user_raw_ids.items()}
+        asin2item = {v: int(k) for k, v in id2item.items()}
+        ds.reviews = _read_reviews(exp_path, user2id, asin2item)
+    return ds
+
+
+def _read_sequences(path: Path) -> dict[int, list[int]]:
+    if not path.exists():
+        raise DataError(path, "file not found; a P5 dataset folder needs sequential_data.txt "
+                              "(one line per user: USER_ID ITEM_ID ITEM_ID ...)")
+    sequences: dict[int, list[int]] = {}
+    # newline=None folds CRLF (the original Beauty file) and LF alike.
+    with open(path, encoding="utf-8", newline=None) as f:
+        for lineno, line in enumerate(f, start=1):
+            parts = line.split()
+            if not parts:
+                continue
+            try:
+                ids = [int(p) for p in parts]
+            except ValueError:
+                bad = next(p for p in parts if not p.lstrip("-").isdigit())
+                raise DataError(path, f"'{bad}' is not an integer id; every field must be a "
+                                      "1-based integer user or item id", lineno) from None
+            if min(ids) < 1:
+                raise DataError(path, "ids must be positive integers (1-based)", lineno)
+            user, items = ids[0], ids[1:]
+            if len(items) < 3:
+                raise DataError(path, f"user {user} has {len(items)} item(s); leave-one-out "
+                                      "needs at least 3 (train, validation, test) - drop this line", lineno)
+            if user in sequences:
+                raise DataError(path, f"user {user} appears twice; merge its lines into one", lineno)
+            sequences[user] = items
+    if not sequences:
+        raise DataError(path, "file is empty; it needs one line per user: USER_ID ITEM_ID ITEM_ID ...")
+    return sequences
+
+
+def _read_json(path: Path):
+    if not path.exists():
+        return None
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        if not text.strip():
+            raise DataError(path, "file is empty; remove it or write the JSON object P5 expects")
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise DataError(path, f"not valid JSON ({e.msg}, column {e.colno})", e.lineno) from None
+
+
+def _check_datamaps(path: Path, datamaps: dict, sequences: dict[int, list[int]]) -> None:
+    for key in ("user2id", "item2id"):
+        if key not in datamaps:
+            raise DataError(path, f"field '{key}' is missing; datamaps.json needs user2id and item2id")
+    user_ids = {int(v) for v in datamaps["user2id"].values()}
+    item_ids = {int(v) for v in datamaps["item2id"].values()}
+    for user, items in sequences.items():
+        if user not in user_ids:
+            raise DataError(path, f"field 'user2id' has no entry for user {user} of "
+                                  "sequential_data.txt; regenerate datamaps.json from the same data")
+        for item in items:
+            if item not in item_ids:
+                raise DataError(path, f"field 'item2id' has no entry for item {item} (user {user} in "
+                                      "sequential_data.txt); regenerate datamaps.json from the same data")
+
+
+def _read_titles(path: Path, asin2item: dict[str, int]) -> dict[int, str]:
+    titles: dict[int, str] = {}
+    with gzip.open(path, "rt", encoding="utf-8") as f:
+        for lineno, line in enumerate(f, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = ast.literal_eval(line)
+            except (ValueError, SyntaxError):
+                raise DataError(path, "not a Python-literal dict (Amazon meta format)", lineno) from None
+            item = asin2item.get(record.get("asin"))
+            if item is not None and record.get("title"):
+                titles[item] = str(record["title"])
+    return titles
+
+
+def _read_reviews(path: Path, user2id: dict[str, int], asin2item: dict[str, int]) -> dict[str, list[Review]]:
+    with open(path, "rb") as f:
+        try:
+            raw = pickle.load(f)
+        except Exception as e:  # a pickle can fail in many ways; all mean "not P5's file"
+            raise DataError(path, f"cannot unpickle ({type(e).__name__}); expected P5's exp_splits.pkl") from None
+    if not isinstance(raw, dict) or not all(s in raw for s in SPLITS):
+        raise DataError(path, "expected a dict with 'train', 'val' and 'test' lists")
+    out: dict[str, list[Review]] = {}
+    for split in SPLITS:
+        rows = []
+        for i, r in enumerate(raw[split]):
+            for key in ("reviewerID", "asin", "explanation", "overall"):
+                if key not in r:
+                    raise DataError(path, f"record {i} of '{split}' lacks field '{key}'")
+            user, item = user2id.get(r["reviewerID"]), asin2item.get(r["asin"])
+            if user is None or item is None:
+                continue  # a review of a user or item outside the 5-core sequences
+            rows.append(Review(user, item, str(r["explanation"]), str(r.get("feature", "")), int(r["overall"])))
+        out[split] = rows
+    return out
+
+
+# --------------------------------------------------------------------------- examples
+
+
+@dataclass(frozen=True)
+class Example:
+    """One recommendation question: who asks, what they gave, what the answer is.
+
+    ``history`` is the interaction history (sequential), ``candidates`` the
+    candidate list (matching), ``item``/``rating`` the reviewed item
+    (explanation); ``target`` is an item id, or the explanation text.
+    """
+
+    task: str
+    user: int
+    target: int | str
+    history: tuple[int, ...] = ()
+    candidates: tuple[int, ...] = ()
+    item: int = 0
+    rating: int = 0
+
+
+def split_examples(ds: P5Dataset, task: str, split: str, max_history: int = 20,
+                   seed: int = 0) -> dict[int, list[Example]]:
+    """Leave-one-out examples of one task and split, grouped by user.
+
+    Sequential training examples are P5's sub-sequences of the training history:
+    every prefix predicts the item after it. Matching mixes the target with 99
+    items the user never interacted with, drawn with ``seed`` (a different seed
+    gives the repeated test runs their re-drawn negatives).
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose one of {', '.join(SPLITS)}")
+    if task == "explanation":
+        if not ds.reviews:
+            raise DataError(ds.root / "exp_splits.pkl", "explanation data not loaded; this task needs "
+                                                        "exp_splits.pkl and meta.json.gz")
+        out: dict[int, list[Example]] = {}
+        for r in ds.reviews[split]:
+            out.setdefault(r.user, []).append(
+                Example("explanation", r.user, r.explanation, item=r.item, rating=r.rating))
+        return out
+
+    out = {}
+    for user, seq in ds.sequences.items():
+        pairs = _targets(seq, split)
+        rows = []
+        for history, target in pairs:
+            if task == "sequential":
+                rows.append(Example(task, user, target, history=tuple(history[-max_history:])))
+            else:
+                negatives = _negatives(ds, user, seq, seed, split, len(rows))
+                rng = np.random.default_rng([seed, user, SPLITS.index(split), 7])
+                cands = negatives + [target]
+                rng.shuffle(cands)
+                rows.append(Example(task, user, target, candidates=tuple(int(c) for c in cands)))
+        if rows:
+            out[user] = rows
+    return out
+
+
+def _targets(seq: list[int], split: str) -> list[tuple[list[int], int]]:
+    if split == "test":
+        return [(seq[:-1], seq[-1])]
+    if split == "val":
+        return [(seq[:-2], seq[-2])]
+    train = seq[:-2]
+    return [(train[:i], train[i]) for i in range(1, len(train))]
+
+
+def _negatives(ds: P5Dataset, user: int, seq: list[int], seed: int, split: str, k: int) -> list[int]:
+    rng = np.random.default_rng([seed, user, SPLITS.index(split), k])
+    seen = set(seq)
+    n_free = ds.n_items - len(seen)
+    if n_free < N_NEGATIVES:
+        raise DataError(ds.root / "sequential_data.txt",
+                        f"user {user} interacted with all but {n_free} of {ds.n_items} items; "
+                        f"matching needs {N_NEGATIVES} negatives")
+    out: list[int] = []
+    chosen: set[int] = set()
+    while len(out) < N_NEGATIVES:
+        for c in rng.integers(1, ds.n_items + 1, size=2 * N_NEGATIVES):
+            c = int(c)
+            if c not in seen and c not in chosen:
+                chosen.add(c)
+                out.append(c)
+                if len(out) == N_NEGATIVES:
+                    break
+    return out
+
+
+# --------------------------------------------------------------------------- statistics
+
+
+def dataset_stats(ds: P5Dataset) -> dict[str, float]:
+    """The statistics of the paper's Table 4 (plus history lengths)."""
+    lengths = np.array([len(s) for s in ds.sequences.values()])
+    n_users = len(ds.sequences)
+    n_items = len({i for s in ds.sequences.values() for i in s})
+    n_inter = int(lengths.sum())
+    return {
+        "users": n_users,
+        "items": n_items,
+        "interactions": n_inter,
+        "density": n_inter / (n_users * n_items),
+        "min_history": int(lengths.min()),
+        "mean_history": float(lengths.mean()),
+        "max_history": int(lengths.max()),
+    }
