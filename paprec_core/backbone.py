@@ -108,11 +108,14 @@ class Backbone(nn.Module):
 
     def _load_state(self, path, state: dict) -> None:
         own = self.state_dict()
-        for k, v in state.items():
-            if k in own and own[k].shape != v.shape:
-                raise CheckpointError(f"{path}: tensor '{k}' has shape {tuple(v.shape)} but the model "
-                                      f"expects {tuple(own[k].shape)}; the checkpoint does not match this config")
         mapped = {("whole_word_embeddings.weight" if k == WHOLE_WORD_KEY else f"t5.{k}"): v for k, v in state.items()}
+        # Compare under the module's own names (``t5.`` prefix): checking the checkpoint's
+        # names against state_dict() never matched, and a mis-shaped tensor surfaced as
+        # load_state_dict's multi-line RuntimeError instead of this message.
+        for (k, v), m in zip(state.items(), mapped):
+            if m in own and own[m].shape != v.shape:
+                raise CheckpointError(f"{path}: tensor '{k}' has shape {tuple(v.shape)} but the model "
+                                      f"expects {tuple(own[m].shape)}; the checkpoint does not match this config")
         result = self.load_state_dict(mapped, strict=False)
         # These are views of shared.weight in T5 v1.0, so a checkpoint may omit them.
         missing = [k for k in result.missing_keys if k.removeprefix("t5.") not in TIED_KEYS]
@@ -204,13 +207,15 @@ class Backbone(nn.Module):
                  allowed_prefixes=None, **kwargs) -> list[list[list[int]]]:
         """Beam search; returns, per example, ``num_return`` token-id sequences (best first).
 
-        ``allowed_prefixes`` (a :class:`ItemTrie`) constrains the output to valid item ids.
+        ``allowed_prefixes`` (a :class:`ItemTrie`, or a list of one per example, e.g. each
+        matching example's candidates) constrains the output to valid item ids.
         """
         enc = self.encode(batch)
         fn = None
         if allowed_prefixes is not None:
-            def fn(_batch_id, prefix):
-                return allowed_prefixes.next_tokens(prefix.tolist()[1:])
+            def fn(batch_id, prefix):
+                trie = allowed_prefixes[batch_id] if isinstance(allowed_prefixes, list) else allowed_prefixes
+                return trie.next_tokens(prefix.tolist()[1:])
         out = self.t5.generate(
             encoder_outputs=BaseModelOutput(last_hidden_state=enc), attention_mask=batch.attention_mask,
             num_beams=num_beams, num_return_sequences=num_return, max_new_tokens=max_new_tokens,

@@ -119,27 +119,36 @@ def _read_sequences(path: Path) -> dict[int, list[int]]:
         raise DataError(path, "file not found; a P5 dataset folder needs sequential_data.txt "
                               "(one line per user: USER_ID ITEM_ID ITEM_ID ...)")
     sequences: dict[int, list[int]] = {}
-    # newline=None folds CRLF (the original Beauty file) and LF alike.
-    with open(path, encoding="utf-8", newline=None) as f:
-        for lineno, line in enumerate(f, start=1):
-            parts = line.split()
-            if not parts:
-                continue
+    # Decoded here (not by open()) so that a non-UTF-8 byte becomes a DataError naming
+    # its line, and a UTF-8 BOM (files saved by Windows editors) is dropped instead of
+    # making the first user id unreadable. splitlines() folds CRLF (the original
+    # Beauty file), LF and CR alike.
+    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"byte 0x{data[e.start]:02x} is not UTF-8 text; save the file as plain "
+                              "ASCII/UTF-8 text", data.count(b"\n", 0, e.start) + 1) from None
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        parts = line.split()
+        if not parts:
+            continue
+        ids = []
+        for p in parts:  # int() per field, so the message names the field int() rejected
             try:
-                ids = [int(p) for p in parts]
+                ids.append(int(p))
             except ValueError:
-                bad = next(p for p in parts if not p.lstrip("-").isdigit())
-                raise DataError(path, f"'{bad}' is not an integer id; every field must be a "
+                raise DataError(path, f"'{p}' is not an integer id; every field must be a "
                                       "1-based integer user or item id", lineno) from None
-            if min(ids) < 1:
-                raise DataError(path, "ids must be positive integers (1-based)", lineno)
-            user, items = ids[0], ids[1:]
-            if len(items) < 3:
-                raise DataError(path, f"user {user} has {len(items)} item(s); leave-one-out "
-                                      "needs at least 3 (train, validation, test) - drop this line", lineno)
-            if user in sequences:
-                raise DataError(path, f"user {user} appears twice; merge its lines into one", lineno)
-            sequences[user] = items
+        if min(ids) < 1:
+            raise DataError(path, "ids must be positive integers (1-based)", lineno)
+        user, items = ids[0], ids[1:]
+        if len(items) < 3:
+            raise DataError(path, f"user {user} has {len(items)} item(s); leave-one-out "
+                                  "needs at least 3 (train, validation, test) - drop this line", lineno)
+        if user in sequences:
+            raise DataError(path, f"user {user} appears twice; merge its lines into one", lineno)
+        sequences[user] = items
     if not sequences:
         raise DataError(path, "file is empty; it needs one line per user: USER_ID ITEM_ID ITEM_ID ...")
     return sequences
@@ -153,17 +162,27 @@ def _read_json(path: Path):
             text = f.read()
         if not text.strip():
             raise DataError(path, "file is empty; remove it or write the JSON object P5 expects")
-        return json.loads(text)
+        value = json.loads(text)
+    except UnicodeDecodeError:
+        raise DataError(path, "not UTF-8 text; write the JSON file as UTF-8") from None
     except json.JSONDecodeError as e:
         raise DataError(path, f"not valid JSON ({e.msg}, column {e.colno})", e.lineno) from None
+    if not isinstance(value, dict):  # both P5 JSON files are objects; anything else crashed later
+        raise DataError(path, f"expected a JSON object, found a {type(value).__name__}")
+    return value
 
 
 def _check_datamaps(path: Path, datamaps: dict, sequences: dict[int, list[int]]) -> None:
     for key in ("user2id", "item2id"):
         if key not in datamaps:
             raise DataError(path, f"field '{key}' is missing; datamaps.json needs user2id and item2id")
-    user_ids = {int(v) for v in datamaps["user2id"].values()}
-    item_ids = {int(v) for v in datamaps["item2id"].values()}
+    ids = {}
+    for key in ("user2id", "item2id"):
+        try:  # a non-integer id or a field that is not an object was a bare ValueError/AttributeError
+            ids[key] = {int(v) for v in datamaps[key].values()}
+        except (AttributeError, TypeError, ValueError):
+            raise DataError(path, f"field '{key}' must map raw ids to integer ids (as text)") from None
+    user_ids, item_ids = ids["user2id"], ids["item2id"]
     for user, items in sequences.items():
         if user not in user_ids:
             raise DataError(path, f"field 'user2id' has no entry for user {user} of "
@@ -235,13 +254,14 @@ class Example:
 
 
 def split_examples(ds: P5Dataset, task: str, split: str, max_history: int = 20,
-                   seed: int = 0) -> dict[int, list[Example]]:
+                   seed: int = 0, n_negatives: int = N_NEGATIVES) -> dict[int, list[Example]]:
     """Leave-one-out examples of one task and split, grouped by user.
 
     Sequential training examples are P5's sub-sequences of the training history:
     every prefix predicts the item after it. Matching mixes the target with 99
     items the user never interacted with, drawn with ``seed`` (a different seed
-    gives the repeated test runs their re-drawn negatives).
+    gives the repeated test runs their re-drawn negatives). Pretraining may ask
+    for fewer negatives to keep its inputs short.
     """
     if task not in TASKS:
         raise ValueError(f"unknown task {task!r}; choose one of {', '.join(TASKS)}")
@@ -265,7 +285,7 @@ def split_examples(ds: P5Dataset, task: str, split: str, max_history: int = 20,
             if task == "sequential":
                 rows.append(Example(task, user, target, history=tuple(history[-max_history:])))
             else:
-                negatives = _negatives(ds, user, seq, seed, split, len(rows))
+                negatives = _negatives(ds, user, seq, seed, split, len(rows), n_negatives)
                 rng = np.random.default_rng([seed, user, SPLITS.index(split), 7])
                 cands = negatives + [target]
                 rng.shuffle(cands)
@@ -284,23 +304,24 @@ def _targets(seq: list[int], split: str) -> list[tuple[list[int], int]]:
     return [(train[:i], train[i]) for i in range(1, len(train))]
 
 
-def _negatives(ds: P5Dataset, user: int, seq: list[int], seed: int, split: str, k: int) -> list[int]:
+def _negatives(ds: P5Dataset, user: int, seq: list[int], seed: int, split: str, k: int,
+               n: int = N_NEGATIVES) -> list[int]:
     rng = np.random.default_rng([seed, user, SPLITS.index(split), k])
     seen = set(seq)
     n_free = ds.n_items - len(seen)
-    if n_free < N_NEGATIVES:
+    if n_free < n:
         raise DataError(ds.root / "sequential_data.txt",
                         f"user {user} interacted with all but {n_free} of {ds.n_items} items; "
-                        f"matching needs {N_NEGATIVES} negatives")
+                        f"matching needs {n} negatives")
     out: list[int] = []
     chosen: set[int] = set()
-    while len(out) < N_NEGATIVES:
-        for c in rng.integers(1, ds.n_items + 1, size=2 * N_NEGATIVES):
+    while len(out) < n:
+        for c in rng.integers(1, ds.n_items + 1, size=2 * n):
             c = int(c)
             if c not in seen and c not in chosen:
                 chosen.add(c)
                 out.append(c)
-                if len(out) == N_NEGATIVES:
+                if len(out) == n:
                     break
     return out
 
