@@ -1,0 +1,76 @@
+"""From the loss gradient to candidate tokens (paper Eq. 6).
+
+``slot_gradients`` runs forward + backward over training rows in batches and
+accumulates d loss / d input-embedding at each trigger slot: the mean over all
+rows for the task slots, and a per-user sum for the user slot (one backward pass
+per batch serves every user in it, never one per user; nothing is kept per
+example). ``top_candidates`` then takes, for each slot, the k tokens t' with
+the largest ``-e_t'ᵀ · grad`` among the allowed vocabulary.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import torch
+
+from ..backbone import Backbone
+from ..tokenizer import WORD_START, Tokenizer
+from .slots import SlottedSet
+
+_NUMBER = re.compile(r"\d")
+
+
+def allowed_vocabulary(tok: Tokenizer, exclude_numbers: bool) -> torch.Tensor:
+    """Tokens that may be triggers: whole-word pieces (start with ``▁``), not special, not
+    entity tokens, not the bare ``▁``, and, when asked, no digits (they can name answers)."""
+    ok = np.zeros(tok.vocab_size, dtype=bool)
+    for i in range(tok.n_pieces):
+        piece = tok.piece(i)
+        if tok.is_special[i] or not piece.startswith(WORD_START) or piece == WORD_START:
+            continue
+        if exclude_numbers and _NUMBER.search(piece):
+            continue
+        ok[i] = True
+    return torch.from_numpy(ok)
+
+
+def slot_gradients(backbone: Backbone, data: SlottedSet, rows, task_tokens, user_tokens=None,
+                   batch_size: int = 128, want_users: bool = False, should_stop=None):
+    """Gradients of the summed example losses at the trigger slots.
+
+    Returns ``(task_grad [l, d] mean over rows, user_grad [n_users_table, d] summed per user or None,
+    user_count [n_users_table])``.
+    """
+    rows = np.asarray(rows)
+    d = backbone.config.d_model
+    task_sum = torch.zeros(len(data.task_pos[0]), d, device=backbone.device)
+    user_sum = user_count = None
+    if want_users:
+        user_sum = torch.zeros(len(user_tokens), d, device=backbone.device)
+        user_count = torch.zeros(len(user_tokens), device=backbone.device)
+    for start in range(0, len(rows), batch_size):
+        if should_stop is not None and should_stop():
+            raise InterruptedError("stopped")
+        part = np.sort(rows[start:start + batch_size])
+        batch, task_pos, user_pos = data.batch(part, task_tokens, user_tokens, backbone.device)
+        with torch.enable_grad():
+            _, grad = backbone.loss_and_input_grad(batch)  # [B, S, d]
+        task_sum += grad.gather(1, task_pos.unsqueeze(-1).expand(-1, -1, d)).sum(0)
+        if want_users:
+            g_user = grad.gather(1, user_pos.clamp(min=0)[:, None, None].expand(-1, 1, d)).squeeze(1)
+            uid = data.user_id[torch.as_tensor(part)].to(backbone.device)
+            user_sum.index_add_(0, uid, g_user)
+            user_count.index_add_(0, uid, torch.ones_like(uid, dtype=user_count.dtype))
+    return task_sum / max(1, len(rows)), user_sum, user_count
+
+
+def top_candidates(grad: torch.Tensor, embeddings: torch.Tensor, allowed: torch.Tensor, k: int,
+                   current: torch.Tensor) -> torch.Tensor:
+    """[P, k] token ids maximising ``-e_t'ᵀ · grad_p`` (first-order loss decrease), excluding
+    disallowed tokens and each slot's current token."""
+    scores = -(grad.float() @ embeddings.float().T)                  # [P, V]
+    scores[:, ~allowed.to(scores.device)] = -torch.inf
+    scores.scatter_(1, current.view(-1, 1).to(scores.device), -torch.inf)
+    return scores.topk(k, dim=1).indices

@@ -1,0 +1,98 @@
+"""The one object that configures a search; saved with every run."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from ..errors import ConfigError
+
+TASKS = ("sequential", "explanation", "matching")
+LAYOUTS = ("suffix", "prefix", "prefix+suffix")
+USER_POSITIONS = ("end", "between", "before")
+CRITERIA = ("surrogate", "loss", "full")
+RANKINGS = ("fast", "beam")
+
+# Presets a user picks by name; explicit options override them.
+PRESETS = {
+    # small enough for a live demo on 2 CPU cores
+    "quick": {"train_examples": 256, "val_users": 400, "max_epochs": 6},
+    "full": {"train_examples": None, "val_users": None, "max_epochs": 50},
+}
+
+
+@dataclass
+class SearchConfig:
+    data: str = "assets/demo"
+    backbone: str = "assets/backbone"
+    task: str = "sequential"
+    trigger_length: int = 5          # l
+    candidates: int = 5              # k
+    layout: str = "suffix"           # where the task tokens go
+    user_position: str = "end"       # where [T_u] goes (personalized only)
+    personalized: bool = False
+    criterion: str = "surrogate"     # surrogate | loss | full
+    alpha: float | None = None       # None: 1.0 for ranking tasks, 0.1 for explanation
+    max_epochs: int = 50
+    max_rounds: int | None = None    # extra budget in rounds (None: no limit)
+    time_budget_s: float | None = None
+    train_examples: int | None = None  # training examples per gradient step (None: all)
+    val_users: int | None = None       # validation users the search judges on (None: all)
+    exclude_numbers_task: bool = False  # keep number pieces out of the task tokens
+    exclude_numbers_user: bool = True   # ... and out of the user tokens (DESIGN §5)
+    ranking: str = "fast"             # fast (exact, default) | beam (HF beam search)
+    batch_size: int = 128
+    seed: int = 0
+    device: str = "auto"
+
+    @property
+    def alpha_value(self) -> float:
+        if self.alpha is not None:
+            return self.alpha
+        return 0.1 if self.task == "explanation" else 1.0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ConfigError(sorted(unknown)[0], f"unknown field; known fields: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "SearchConfig":
+        if name not in PRESETS:
+            raise ConfigError("preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls(**{**PRESETS[name], **overrides})
+
+    def validate(self) -> "SearchConfig":
+        """Refuse a config that cannot run, naming the field; returns self."""
+        def choose(name, options):
+            if getattr(self, name) not in options:
+                raise ConfigError(name, f"{getattr(self, name)!r} is not one of {', '.join(options)}")
+
+        choose("task", TASKS)
+        choose("layout", LAYOUTS)
+        choose("user_position", USER_POSITIONS)
+        choose("criterion", CRITERIA)
+        choose("ranking", RANKINGS)
+        for name in ("trigger_length", "candidates", "max_epochs", "batch_size"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")
+        if self.layout == "prefix+suffix" and self.trigger_length < 2:
+            raise ConfigError("layout", "prefix+suffix needs trigger_length >= 2 (one token on each side)")
+        if not self.personalized and self.user_position != "end":
+            raise ConfigError("user_position", "only a personalized prompt has a user token to place; "
+                                               "set personalized or leave user_position at 'end'")
+        for name in ("train_examples", "val_users", "max_rounds"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ConfigError(name, f"must be a whole number >= 1 or empty (all), got {v!r}")
+        if self.time_budget_s is not None and self.time_budget_s <= 0:
+            raise ConfigError("time_budget_s", "must be positive or empty (no limit)")
+        if self.alpha is not None and self.alpha < 0:
+            raise ConfigError("alpha", "must be >= 0")
+        return self

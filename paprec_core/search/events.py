@@ -1,0 +1,46 @@
+"""What a search reports while it runs.
+
+The loop emits :class:`Event` objects to one listener callable; listeners are
+the CLI printer, the run store (which the dashboard reads) and tests. Every
+event carries the round it belongs to, so a resumed run can drop the events of
+a round that never completed.
+
+Kinds and their ``data``:
+
+- ``run_start``: config, the starting prompt, example counts, device
+- ``candidate``: one candidate scored (position or 'user', token, score)
+- ``swap``: one task-token round decided: position, old/new token, old/new score, accepted
+- ``user_update``: one user-token round decided: users changed, score before/after, new tokens
+- ``validation``: validation metrics of the current prompt after an accepted update
+- ``round_end``: the state after a completed round (what resume restarts from)
+- ``epoch_end``: epoch number, validation metrics, elapsed seconds
+- ``run_end``: why it ended (converged, budget, stopped), the best prompt
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+KINDS = ("run_start", "candidate", "swap", "user_update", "validation", "round_end", "epoch_end", "run_end")
+
+
+@dataclass
+class Event:
+    kind: str
+    round: int
+    data: dict = field(default_factory=dict)
+
+
+Listener = Callable[[Event], None]
+
+
+def fan_out(*listeners: Listener | None) -> Listener:
+    """One listener that calls several in order (None entries are skipped)."""
+    active = [x for x in listeners if x is not None]
+
+    def emit(event: Event) -> None:
+        for listener in active:
+            listener(event)
+
+    return emit

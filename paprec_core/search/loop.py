@@ -1,0 +1,320 @@
+"""The search loop (paper §4): rounds of gradient -> candidates -> judge -> keep or not.
+
+A *task round* updates one task-token position: the position is drawn among
+those not tried since the last improvement; its top-k gradient candidates are
+scored on the validation examples and the best is kept only if it beats the
+current prompt. When every position has failed in a row, the task tokens have
+converged. In personalized mode task rounds alternate with *user rounds*: every
+user gets k candidates from the gradient over its own training examples and
+keeps the best by its own validation examples, if that beats its current token.
+
+The loop owns no I/O: it reports through events, checks ``should_stop`` inside
+every batch, and after each completed round emits a ``round_end`` event
+carrying a :class:`SearchState` snapshot, from which ``run(state)`` resumes
+and produces exactly what an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+import torch
+
+from ..backbone import Backbone
+from ..data import P5Dataset, split_examples
+from ..errors import ConfigError
+from ..evaluate import flatten
+from ..metrics import hit_ranks, mean_metrics, ranking_metrics, text_metrics
+from ..ranking import generate_texts, rank_items
+from .candidates import allowed_vocabulary, slot_gradients, top_candidates
+from .config import SearchConfig
+from .events import Event, Listener
+from .scoring import Scorer
+from .slots import build_slotted, default_user_token, prompt_text
+
+
+@dataclass
+class SearchState:
+    """Everything needed to continue a search after its last completed round."""
+
+    task_tokens: list[int]
+    user_tokens: dict[int, int] = field(default_factory=dict)  # users whose token is not '?'
+    round: int = 0
+    task_rounds: int = 0
+    untried: list[int] = field(default_factory=list)
+    next_kind: str = "task"
+    task_converged: bool = False
+    users_converged: bool = False
+    score: float = float("-inf")
+    best_score: float = float("-inf")
+    best_round: int = 0
+    rng: dict = field(default_factory=dict)
+    elapsed_s: float = 0.0
+    status: str = "running"  # running | converged | budget | stopped
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["user_tokens"] = {str(k): v for k, v in self.user_tokens.items()}
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SearchState":
+        d = dict(d)
+        d["user_tokens"] = {int(k): int(v) for k, v in d.get("user_tokens", {}).items()}
+        return cls(**d)
+
+
+def check_compatible(cfg: SearchConfig, backbone: Backbone, ds: P5Dataset) -> None:
+    """Refuse a backbone/data/config combination that cannot run, naming the field."""
+    tok = backbone.tokenizer
+    if backbone.config.vocab_size < tok.vocab_size:
+        raise ConfigError("backbone", f"model vocabulary ({backbone.config.vocab_size}) is smaller than the "
+                                      f"tokenizer's ({tok.vocab_size}); use the checkpoint's own spiece.model")
+    if tok.entity_tokens and tok.spec.n_items < ds.n_items:
+        raise ConfigError("data", f"the backbone knows items 1..{tok.spec.n_items} but {ds.root} has "
+                                  f"{ds.n_items}; pretrain a backbone on this dataset")
+    if tok.entity_tokens and tok.spec.n_users < max(ds.sequences):
+        raise ConfigError("data", f"the backbone knows users 1..{tok.spec.n_users} but {ds.root} has "
+                                  f"users up to {max(ds.sequences)}; pretrain a backbone on this dataset")
+    if not ds.has_task(cfg.task):
+        raise ConfigError("task", f"{ds.root} has no explanation data (exp_splits.pkl); "
+                                  "choose sequential or matching")
+
+
+class Search:
+    def __init__(self, cfg: SearchConfig, backbone: Backbone, ds: P5Dataset,
+                 listener: Listener | None = None, should_stop=None):
+        cfg.validate()
+        check_compatible(cfg, backbone, ds)
+        self.cfg, self.backbone, self.ds = cfg, backbone, ds
+        self.tok = backbone.tokenizer
+        self.emit = listener or (lambda e: None)
+        self.should_stop = should_stop
+        max_hist = backbone.meta.get("recipe", {}).get("max_history", 20)
+        val = split_examples(ds, cfg.task, "val", max_history=max_hist)
+        users = sorted(val)
+        if cfg.val_users and cfg.val_users < len(users):
+            pick = np.random.default_rng([cfg.seed, 1]).choice(len(users), cfg.val_users, replace=False)
+            users = sorted(users[i] for i in pick)
+        self.val_users = users
+        self.val = build_slotted(flatten(val, users), backbone, ds, cfg)
+        train = split_examples(ds, cfg.task, "train", max_history=max_hist)
+        self.train = build_slotted(flatten(train), backbone, ds, cfg)
+        self.scorer = Scorer(backbone, self.val, cfg, ds.n_items)
+        self.allowed_task = allowed_vocabulary(self.tok, cfg.exclude_numbers_task)
+        self.allowed_user = allowed_vocabulary(self.tok, cfg.exclude_numbers_user)
+        self.default_user = default_user_token(self.tok)
+        self.n_user_rows = max(ds.sequences) + 1
+        self._val_scores: np.ndarray | None = None
+
+    # ------------------------------------------------------------------ state helpers
+    def initial_state(self) -> SearchState:
+        rng = np.random.default_rng(self.cfg.seed)
+        pool = np.flatnonzero(self.allowed_task.numpy())
+        tokens = [int(t) for t in rng.choice(pool, self.cfg.trigger_length, replace=False)]
+        return SearchState(task_tokens=tokens, untried=list(range(self.cfg.trigger_length)),
+                           rng=rng.bit_generator.state)
+
+    def user_table(self, state: SearchState) -> torch.Tensor | None:
+        if not self.cfg.personalized:
+            return None
+        table = torch.full((self.n_user_rows,), self.default_user, dtype=torch.long)
+        for u, t in state.user_tokens.items():
+            table[u] = t
+        return table
+
+    def prompt_of(self, state: SearchState, user: int | None = None) -> str:
+        token = None
+        if self.cfg.personalized and user is not None:
+            token = state.user_tokens.get(user, self.default_user)
+        return prompt_text(self.cfg, self.tok, state.task_tokens, token)
+
+    def _tokens_text(self, ids) -> list[str]:
+        return [self.tok.piece(int(t)) for t in ids]
+
+    # ------------------------------------------------------------------ the loop
+    def run(self, state: SearchState | None = None) -> SearchState:
+        fresh = state is None
+        state = state or self.initial_state()
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state.rng
+        start_time = time.time() - state.elapsed_s
+        if fresh:
+            self.emit(Event("run_start", 0, {
+                "config": self.cfg.to_dict(), "prompt": self.prompt_of(state),
+                "task_tokens": self._tokens_text(state.task_tokens), "device": str(self.backbone.device),
+                "train_examples": len(self.train), "val_examples": len(self.val), "val_users": len(self.val_users),
+            }))
+        try:
+            self._val_scores = self.scorer.per_example(state.task_tokens, self.user_table(state),
+                                                       should_stop=self.should_stop)
+            if fresh:
+                state.score = state.best_score = float(self._val_scores.mean())
+                self.emit(Event("validation", 0, {"metrics": self.validation_metrics(state),
+                                                  "score": state.score}))
+            while (reason := self._budget_left(state)) is None:
+                kind = state.next_kind
+                if kind == "task":
+                    self._task_round(state, rng)
+                else:
+                    self._user_round(state, rng)
+                state.round += 1
+                state.next_kind = self._next_kind(state, kind)
+                state.rng = rng.bit_generator.state
+                state.elapsed_s = time.time() - start_time
+                epoch_done = state.round % self.rounds_per_epoch == 0
+                self.emit(Event("round_end", state.round, {"state": state.to_dict()}))
+                if epoch_done:
+                    self.emit(Event("epoch_end", state.round, {
+                        "epoch": state.round // self.rounds_per_epoch, "score": state.score,
+                        "elapsed_s": state.elapsed_s}))
+            state.status = reason
+        except InterruptedError:
+            state.status = "stopped"
+        state.elapsed_s = time.time() - start_time
+        self.emit(Event("run_end", state.round, {
+            "status": state.status, "best_score": state.best_score, "best_round": state.best_round,
+            "task_tokens": self._tokens_text(state.task_tokens), "prompt": self.prompt_of(state),
+            "users_with_tokens": len(state.user_tokens), "elapsed_s": state.elapsed_s}))
+        return state
+
+    @property
+    def rounds_per_epoch(self) -> int:
+        return self.cfg.trigger_length * (2 if self.cfg.personalized else 1)
+
+    def _budget_left(self, state: SearchState) -> str | None:
+        cfg = self.cfg
+        if state.task_converged and (not cfg.personalized or state.users_converged):
+            return "converged"
+        if state.round >= cfg.max_epochs * self.rounds_per_epoch:
+            return "budget"
+        if cfg.max_rounds is not None and state.round >= cfg.max_rounds:
+            return "budget"
+        if cfg.time_budget_s is not None and state.elapsed_s >= cfg.time_budget_s:
+            return "budget"
+        return None
+
+    def _next_kind(self, state: SearchState, last: str) -> str:
+        if not self.cfg.personalized:
+            return "task"
+        if last == "task" and not state.users_converged:
+            return "user"
+        if last == "user" and not state.task_converged:
+            return "task"
+        return "user" if state.task_converged else "task"
+
+    def _train_rows(self, rng: np.random.Generator) -> np.ndarray:
+        n = len(self.train)
+        if self.cfg.train_examples and self.cfg.train_examples < n:
+            return np.sort(rng.choice(n, self.cfg.train_examples, replace=False))
+        return np.arange(n)
+
+    def _task_round(self, state: SearchState, rng: np.random.Generator) -> None:
+        cfg, r = self.cfg, state.round + 1
+        pos = int(rng.choice(state.untried))
+        rows = self._train_rows(rng)
+        grad, _, _ = slot_gradients(self.backbone, self.train, rows, state.task_tokens, self.user_table(state),
+                                    cfg.batch_size, should_stop=self.should_stop)
+        current = torch.tensor([state.task_tokens[pos]])
+        cands = top_candidates(grad[pos: pos + 1], self.backbone.token_embeddings.detach(), self.allowed_task,
+                               cfg.candidates, current)[0].tolist()
+        best_token, best_scores = None, None
+        for token in cands:
+            trial = list(state.task_tokens)
+            trial[pos] = token
+            scores = self.scorer.per_example(trial, self.user_table(state), should_stop=self.should_stop)
+            self.emit(Event("candidate", r, {"slot": pos, "token": self.tok.piece(token), "token_id": token,
+                                             "score": float(scores.mean())}))
+            if best_scores is None or scores.mean() > best_scores.mean():
+                best_token, best_scores = token, scores
+        old = state.task_tokens[pos]
+        accepted = best_scores is not None and float(best_scores.mean()) > state.score
+        self.emit(Event("swap", r, {
+            "position": pos, "old": self.tok.piece(old), "new": self.tok.piece(best_token),
+            "old_id": old, "new_id": best_token, "old_score": state.score,
+            "new_score": float(best_scores.mean()), "accepted": accepted}))
+        state.task_rounds += 1
+        if accepted:
+            state.task_tokens[pos] = best_token
+            self._accept(state, best_scores, r)
+            state.untried = [p for p in range(cfg.trigger_length) if p != pos] or [pos]
+            state.task_converged = False
+            state.users_converged = False
+        else:
+            state.untried = [p for p in state.untried if p != pos]
+            if not state.untried:
+                state.task_converged = True
+                state.untried = list(range(cfg.trigger_length))
+
+    def _user_round(self, state: SearchState, rng: np.random.Generator) -> None:
+        cfg, r = self.cfg, state.round + 1
+        table = self.user_table(state)
+        rows = self.train.rows_of_users(self.val_users)  # D_train(u) of the users we can judge
+        _, user_grad, count = slot_gradients(self.backbone, self.train, rows, state.task_tokens, table,
+                                             cfg.batch_size, want_users=True, should_stop=self.should_stop)
+        active = torch.nonzero(count > 0).flatten()     # users with training and validation data
+        cands = top_candidates(user_grad[active], self.backbone.token_embeddings.detach(), self.allowed_user,
+                               cfg.candidates, table[active])
+        val_user = self.val.user_id.numpy()
+        current = self._per_user(self._val_scores, val_user)
+        best = {u: (current.get(u, -np.inf), None) for u in active.tolist()}
+        best_rows = self._val_scores.copy()
+        for j in range(cands.shape[1]):
+            trial = table.clone()
+            trial[active] = cands[:, j]
+            scores = self.scorer.per_example(state.task_tokens, trial, should_stop=self.should_stop)
+            per_user = self._per_user(scores, val_user)
+            for u, t in zip(active.tolist(), cands[:, j].tolist()):
+                if per_user.get(u, -np.inf) > best[u][0]:
+                    best[u] = (per_user[u], t)
+            chosen = np.array([best.get(u, (0, None))[1] == trial[u].item() for u in val_user])
+            best_rows[chosen] = scores[chosen]
+            self.emit(Event("candidate", r, {"slot": "user", "rank": j, "score": float(scores.mean())}))
+        changed = {u: t for u, (s, t) in best.items() if t is not None}
+        before = state.score
+        state.user_tokens.update(changed)
+        self.emit(Event("user_update", r, {
+            "changed": len(changed), "users": len(active), "old_score": before,
+            "new_score": float(best_rows.mean()),
+            "tokens": {str(u): self.tok.piece(t) for u, t in changed.items()}}))
+        if changed:
+            self._accept(state, best_rows, r)
+            state.task_converged = False
+            state.untried = list(range(cfg.trigger_length))
+        state.users_converged = not changed
+
+    @staticmethod
+    def _per_user(scores: np.ndarray, users: np.ndarray) -> dict[int, float]:
+        uniq, inv = np.unique(users, return_inverse=True)
+        sums = np.bincount(inv, weights=scores)
+        counts = np.bincount(inv)
+        return dict(zip(uniq.tolist(), (sums / counts).tolist()))
+
+    def _accept(self, state: SearchState, scores: np.ndarray, r: int) -> None:
+        self._val_scores = scores
+        state.score = float(scores.mean())
+        if state.score > state.best_score:
+            state.best_score, state.best_round = state.score, r
+        self.emit(Event("validation", r, {"metrics": self.validation_metrics(state), "score": state.score}))
+
+    @torch.inference_mode()
+    def validation_metrics(self, state: SearchState) -> dict[str, float]:
+        """HR/NDCG@5/10 (or BLEU/ROUGE) of the current prompt on the validation examples."""
+        table = self.user_table(state)
+        rows = np.arange(len(self.val))
+        out: dict[str, list] = {}
+        for start in range(0, len(rows), self.cfg.batch_size):
+            part = rows[start:start + self.cfg.batch_size]
+            batch, _, _ = self.val.batch(part, state.task_tokens, table, self.backbone.device)
+            exs = [self.val.examples[i] for i in part]
+            if self.cfg.task == "explanation":
+                m = text_metrics(generate_texts(self.backbone, batch), [ex.target for ex in exs])
+            else:
+                ranked = rank_items(self.backbone, batch, exs, top_k=10, method=self.cfg.ranking,
+                                    num_beams=20, trie=self.scorer.trie)
+                m = ranking_metrics(hit_ranks(ranked, [ex.target for ex in exs]))
+            for k, v in m.items():
+                out.setdefault(k, []).append(v)
+        return mean_metrics({k: np.concatenate(v) for k, v in out.items()})
