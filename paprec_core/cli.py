@@ -1,0 +1,174 @@
+"""Command line: ``python -m paprec_core COMMAND ...``.
+
+Each command is a thin wrapper over the library; errors the user can fix
+(:class:`~paprec_core.errors.PapRecError`) are printed as one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import PapRecError
+
+REPO = Path(__file__).resolve().parents[1]
+DEMO_DATA = REPO / "assets" / "demo"
+DEMO_BACKBONE = REPO / "assets" / "backbone"
+
+
+def _print_table(rows: list[dict], columns: list[str]) -> None:
+    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    for r in rows:
+        print("  ".join(_fmt(r.get(c)).ljust(widths[c]) for c in columns))
+
+
+def _fmt(v) -> str:
+    if isinstance(v, float):
+        return f"{v:.4f}"
+    return "" if v is None else str(v)
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_generate_demo(args) -> None:
+    from .demo import generate_demo
+
+    out = generate_demo(args.out, seed=args.seed, n_users=args.users, n_items=args.items)
+    print(f"demo store written to {out}")
+
+
+def cmd_stats(args) -> None:
+    from .data import dataset_stats, load_dataset
+
+    rows = []
+    for path in args.data:
+        s = dataset_stats(load_dataset(path, read_reviews=False))
+        rows.append({"dataset": Path(path).name, **s})
+    _print_table(rows, ["dataset", "users", "items", "interactions", "density", "min_history", "mean_history",
+                        "max_history"])
+
+
+def cmd_pretrain(args) -> None:
+    from .data import load_dataset
+    from .pretrain import PretrainConfig, pretrain
+
+    ds = load_dataset(args.data, read_reviews="explanation" in args.tasks)
+    cfg = PretrainConfig(tasks=args.tasks, entity_tokens=not args.items_as_text, vocab_size=args.vocab_size,
+                         d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, d_ff=args.d_ff,
+                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                         max_history=args.max_history, threads=args.threads)
+    model = pretrain(ds, args.out, cfg, spiece=args.spiece, device=args.device)
+    print(f"backbone written to {args.out}: {sum(p.numel() for p in model.parameters()):,} parameters")
+
+
+def load_backbone(path: str | Path, spiece: str | None = None, device: str | None = None):
+    """A backbone folder (ours), or a P5 ``.pth`` plus its ``spiece.model``."""
+    from .backbone import Backbone
+    from .tokenizer import Tokenizer, TokenizerSpec
+
+    path = Path(path)
+    if path.suffix == ".pth":
+        if spiece is None:
+            raise PapRecError(f"{path}: a P5 checkpoint needs --spiece (T5's spiece.model)")
+        return Backbone.from_p5_checkpoint(path, Tokenizer(spiece, TokenizerSpec(n_extra_ids=100)), device)
+    return Backbone.load(path, device)
+
+
+def cmd_evaluate(args) -> None:
+    import numpy as np
+
+    from .data import load_dataset
+    from .evaluate import REPETITIONS, evaluate_manual, popularity_baseline, transition_baseline
+
+    ds = load_dataset(args.data, read_reviews=args.task == "explanation")
+    backbone = load_backbone(args.backbone, args.spiece, args.device)
+    reps = REPETITIONS if args.repetitions is None else args.repetitions
+    rows = []
+    for which in args.prompt:
+        m = evaluate_manual(backbone, ds, args.task, which, split=args.split, repetitions=reps,
+                            method=args.ranking, num_beams=20, top_k=10)
+        rows.append({"prompt": f"{which} manual", **{k: float(np.mean(v)) for k, v in m.items()}})
+    if args.task != "explanation" and args.baselines:
+        rows.append({"prompt": "most popular", **popularity_baseline(ds, args.task, args.split)})
+        rows.append({"prompt": "transitions", **transition_baseline(ds, args.task, args.split)})
+    columns = ["prompt"] + [k for k in rows[0] if k != "prompt"]
+    print(f"{args.task} on {ds.name} ({args.split} split, beam 20, top-10)")
+    _print_table(rows, columns)
+    if args.json:
+        Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m paprec_core",
+                                description="PAP-REC Studio: automatic, personalized prompts for "
+                                            "recommendation language models.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("generate-demo", help="write the demo store (P5 format) into a folder")
+    s.add_argument("--out", default=str(DEMO_DATA))
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--users", type=int, default=2000)
+    s.add_argument("--items", type=int, default=800)
+    s.set_defaults(func=cmd_generate_demo)
+
+    s = sub.add_parser("stats", help="dataset statistics (the paper's Table 4)")
+    s.add_argument("data", nargs="*", default=[str(DEMO_DATA)])
+    s.set_defaults(func=cmd_stats)
+
+    s = sub.add_parser("pretrain", help="train a small P5-style backbone from scratch (resumable)")
+    s.add_argument("--data", default=str(DEMO_DATA))
+    s.add_argument("--out", required=True, help="backbone folder; run again to resume")
+    s.add_argument("--tasks", nargs="+", default=["sequential", "matching", "explanation"])
+    s.add_argument("--items-as-text", action="store_true",
+                   help="P5's own item ids as text pieces instead of one token per item")
+    s.add_argument("--spiece", help="use this SentencePiece model instead of training one")
+    from .pretrain import PretrainConfig as C
+    d = C()
+    for name, typ in [("vocab_size", int), ("d_model", int), ("layers", int), ("heads", int), ("d_ff", int),
+                      ("epochs", int), ("batch_size", int), ("lr", float), ("seed", int), ("max_history", int),
+                      ("threads", int)]:
+        default = getattr(d, {"layers": "num_layers", "heads": "num_heads"}.get(name, name))
+        s.add_argument("--" + name.replace("_", "-"), type=typ, default=default)
+    s.add_argument("--device", default="auto")
+    s.set_defaults(func=cmd_pretrain)
+
+    s = sub.add_parser("evaluate", help="test metrics of manual prompts (beam 20, top-10) and baselines")
+    s.add_argument("--data", default=str(DEMO_DATA))
+    s.add_argument("--backbone", default=str(DEMO_BACKBONE), help="backbone folder, or a P5 .pth")
+    s.add_argument("--spiece", help="spiece.model for a P5 .pth")
+    s.add_argument("--task", default="sequential", choices=["sequential", "matching", "explanation"])
+    s.add_argument("--prompt", nargs="+", default=["seen", "unseen"], help="seen, unseen or prompt ids")
+    s.add_argument("--split", default="test", choices=["val", "test"])
+    s.add_argument("--repetitions", type=int, help="test runs averaged (matching re-draws negatives); default 5")
+    s.add_argument("--ranking", default="fast", choices=["fast", "beam"])
+    s.add_argument("--no-baselines", dest="baselines", action="store_false")
+    s.add_argument("--device", default="auto")
+    s.add_argument("--json", help="also write the table as JSON here")
+    s.set_defaults(func=cmd_evaluate)
+
+    # search, resume, runs, show | compare, export, recommend
+    from . import cli_results, cli_runs
+
+    cli_runs.register(sub)
+    cli_results.register(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except PapRecError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return 0
