@@ -22,6 +22,11 @@ from .ranking import generate_texts, item_trie, rank_items
 REPETITIONS = 5
 
 
+def max_history(backbone: Backbone) -> int:
+    """The history length the backbone was trained with (P5's default, 20, for foreign checkpoints)."""
+    return int(backbone.meta.get("recipe", {}).get("max_history", 20))
+
+
 def flatten(grouped: dict[int, list[Example]], users: list[int] | None = None) -> list[Example]:
     keys = sorted(grouped) if users is None else [u for u in users if u in grouped]
     return [ex for u in keys for ex in grouped[u]]
@@ -68,7 +73,7 @@ def evaluate_manual(backbone: Backbone, ds: P5Dataset, task: str, which: str = "
     template = manual_prompt(task, which).template
     parts = []
     for rep in range(repetitions if task == "matching" else 1):
-        examples = flatten(split_examples(ds, task, split, seed=rep), users)
+        examples = flatten(split_examples(ds, task, split, seed=rep, max_history=max_history(backbone)), users)
         parts.append(evaluate_inputs(backbone, examples, manual_inputs(examples, template, backbone, ds),
                                      n_items=ds.n_items, **kwargs))
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

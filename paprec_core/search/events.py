@@ -12,7 +12,8 @@ Kinds and their ``data``:
 - ``swap``: one task-token round decided: position, old/new token, old/new score, accepted
 - ``user_update``: one user-token round decided: users changed, score before/after, new tokens
 - ``validation``: validation metrics of the current prompt after an accepted update
-- ``round_end``: the state after a completed round (what resume restarts from)
+- ``round_end``: the state after a completed round (what resume restarts from); always the
+  last event of its round (after ``epoch_end``)
 - ``epoch_end``: epoch number, validation metrics, elapsed seconds
 - ``run_end``: why it ended (converged, budget, stopped), the best prompt
 """

@@ -25,7 +25,7 @@ import torch
 from ..backbone import Backbone
 from ..data import P5Dataset, split_examples
 from ..errors import ConfigError
-from ..evaluate import flatten
+from ..evaluate import flatten, max_history
 from ..metrics import hit_ranks, mean_metrics, ranking_metrics, text_metrics
 from ..ranking import generate_texts, rank_items
 from .candidates import allowed_vocabulary, slot_gradients, top_candidates
@@ -92,7 +92,7 @@ class Search:
         self.tok = backbone.tokenizer
         self.emit = listener or (lambda e: None)
         self.should_stop = should_stop
-        max_hist = backbone.meta.get("recipe", {}).get("max_history", 20)
+        max_hist = max_history(backbone)
         val = split_examples(ds, cfg.task, "val", max_history=max_hist)
         users = sorted(val)
         if cfg.val_users and cfg.val_users < len(users):
@@ -164,12 +164,12 @@ class Search:
                 state.next_kind = self._next_kind(state, kind)
                 state.rng = rng.bit_generator.state
                 state.elapsed_s = time.time() - start_time
-                epoch_done = state.round % self.rounds_per_epoch == 0
-                self.emit(Event("round_end", state.round, {"state": state.to_dict()}))
-                if epoch_done:
+                # round_end is the last event of a round (a resumed run drops whatever follows it)
+                if state.round % self.rounds_per_epoch == 0:
                     self.emit(Event("epoch_end", state.round, {
                         "epoch": state.round // self.rounds_per_epoch, "score": state.score,
                         "elapsed_s": state.elapsed_s}))
+                self.emit(Event("round_end", state.round, {"state": state.to_dict()}))
             state.status = reason
         except InterruptedError:
             state.status = "stopped"
