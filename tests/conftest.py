@@ -57,3 +57,40 @@ def entity_tokenizer(spiece_path) -> Tokenizer:
 def demo_store(tmp_path_factory) -> Path:
     """A tiny synthetic store in P5's on-disk format (60 users, 120 items)."""
     return generate_demo(tmp_path_factory.mktemp("demo") / "store", n_users=60, n_items=120)
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(demo_store):
+    """The tiny demo store, loaded (explanation data included)."""
+    from paprec_core.data import load_dataset
+
+    return load_dataset(demo_store)
+
+
+def tiny_backbone(tokenizer: Tokenizer, seed: int = 0, max_history: int = 20):
+    """A randomly initialised backbone small enough to run a whole test split in a second."""
+    import torch
+
+    from paprec_core.backbone import Backbone
+
+    torch.manual_seed(seed)
+    return Backbone.new(tokenizer, d_model=32, num_layers=1, num_heads=2, d_ff=64,
+                        meta={"recipe": {"max_history": max_history}, "dataset": "store"})
+
+
+@pytest.fixture(scope="session")
+def demo_entity_backbone(spiece_path):
+    """A tiny entity-token backbone that knows the demo store's 120 items and 60 users."""
+    return tiny_backbone(Tokenizer(spiece_path, TokenizerSpec(entity_tokens=True, n_items=120, n_users=60)))
+
+
+@pytest.fixture(scope="session")
+def demo_text_backbone(text_tokenizer):
+    """A tiny backbone with P5's own representation (items as numbers) for the demo store."""
+    return tiny_backbone(text_tokenizer, seed=1)
+
+
+@pytest.fixture(scope="session")
+def demo_backbone_dir(demo_entity_backbone, tmp_path_factory) -> Path:
+    """``demo_entity_backbone`` saved as a backbone folder (what runs, the CLI and the store point at)."""
+    return demo_entity_backbone.save(tmp_path_factory.mktemp("backbone") / "backbone")
