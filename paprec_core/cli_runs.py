@@ -1,5 +1,332 @@
-"""Placeholder: filled in by the search-run commands work."""
+"""CLI commands for search runs: ``search``, ``resume``, ``runs``, ``show``.
+
+``search`` and ``resume`` run in the foreground, record everything into the run
+store (the one the dashboard reads) and print progress; Ctrl-C stops at the
+next batch, leaving the run resumable from its last completed round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from dataclasses import fields
+from pathlib import Path
+
+from .errors import PapRecError
+from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig
+
+_ALL = object()  # "--train-examples all": explicitly no limit (overrides a preset)
+
+
+def _int_or_all(text: str):
+    if text.strip().lower() in ("all", "none"):
+        return _ALL
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}") from None
+
+
+def _float_or_none(text: str):
+    if text.strip().lower() in ("none", "off"):
+        return _ALL
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'none', got {text!r}") from None
+
+
+def _store_arg(s) -> None:
+    s.add_argument("--store", help="run store file (default: $PAPREC_STORE or the user data folder)")
+
+
+def _open_store(args):
+    from .store import RunStore
+
+    return RunStore(args.store)
+
+
+# --------------------------------------------------------------------------- search / resume
+
+
+def config_from_args(args) -> SearchConfig:
+    """SearchConfig from the options given (a preset first, explicit options over it)."""
+    from .cli import DEMO_BACKBONE, DEMO_DATA
+
+    names = {f.name for f in fields(SearchConfig)}
+    overrides = {k: (None if v is _ALL else v) for k, v in vars(args).items() if k in names and v is not None}
+    overrides.setdefault("data", str(DEMO_DATA))
+    overrides.setdefault("backbone", str(DEMO_BACKBONE))
+    # absolute paths, so that 'resume' works from any folder
+    for key in ("data", "backbone"):
+        overrides[key] = str(Path(overrides[key]).expanduser().resolve())
+    preset = "quick" if args.quick else args.preset
+    cfg = SearchConfig.preset(preset, **overrides) if preset else SearchConfig(**overrides)
+    return cfg.validate()
+
+
+def cmd_search(args) -> None:
+    from .runner import load_inputs
+    from .search.loop import check_compatible
+
+    cfg = config_from_args(args)
+    ds, backbone = load_inputs(cfg)
+    check_compatible(cfg, backbone, ds)  # refuse before anything is stored
+    store = _open_store(args)
+    run_id = store.create_run(cfg, args.name, args.group)
+    print(f"run {run_id} ({store.get_run(run_id)['name']}) -> {store.path}", flush=True)
+    _foreground(store, run_id, cfg, resume=False)
+
+
+def cmd_resume(args) -> None:
+    from .runner import check_resumable
+
+    store = _open_store(args)
+    try:
+        run = check_resumable(store, args.run_id)
+    except KeyError as e:
+        raise PapRecError(e.args[0]) from None
+    cfg = SearchConfig.from_dict(run["config"])
+    state = store.last_state(args.run_id)
+    where = f"round {state['round']}" if state else "the start (no round completed)"
+    print(f"resuming run {args.run_id} ({run['name']}) from {where} -> {store.path}", flush=True)
+    _foreground(store, args.run_id, cfg, resume=True)
+
+
+def _foreground(store, run_id: int, cfg: SearchConfig, resume: bool) -> None:
+    from .runner import execute_run
+
+    stop = {"requested": False}
+
+    def on_sigint(signum, frame):
+        if stop["requested"]:  # second Ctrl-C: give up at once
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("\nstopping after the current batch (Ctrl-C again to abort) ...", file=sys.stderr, flush=True)
+
+    printer = _Printer(cfg)
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        status = execute_run(store, run_id, should_stop=lambda: stop["requested"], resume=resume,
+                             listener=printer)
+    except KeyboardInterrupt:
+        printer.close()
+        print(f"run {run_id} stopped; continue with: python -m paprec_core resume {run_id} --store {store.path}",
+              file=sys.stderr)
+        raise SystemExit(130) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        printer.close()
+    run = store.get_run(run_id)
+    if status == "failed":
+        raise PapRecError(f"run {run_id} failed: {run['error']}")
+    if status == "stopped":
+        print(f"run {run_id} stopped at round {run['rounds']}; continue with: "
+              f"python -m paprec_core resume {run_id} --store {store.path}", file=sys.stderr)
+        raise SystemExit(130)
+
+
+class _Printer:
+    """Event listener for the terminal: a progress bar over rounds, a line per accepted change."""
+
+    def __init__(self, cfg: SearchConfig):
+        self.cfg = cfg
+        per_epoch = cfg.trigger_length * (2 if cfg.personalized else 1)
+        total = cfg.max_epochs * per_epoch
+        if cfg.max_rounds is not None:
+            total = min(total, cfg.max_rounds)
+        self.total = total
+        self.bar = None
+
+    def _bar(self, initial: int = 0):
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=self.total, initial=initial, unit="round", dynamic_ncols=True, file=sys.stderr)
+        return self.bar
+
+    def write(self, line: str) -> None:
+        if self.bar is None:
+            print(line, flush=True)
+        else:
+            self.bar.write(line)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __call__(self, e) -> None:
+        d = e.data
+        if e.kind == "run_start":
+            self.write(f"start: {d['prompt']}  ({d['train_examples']} train / {d['val_examples']} val examples, "
+                       f"{d['device']})")
+            self._bar()
+        elif e.kind == "swap" and d.get("accepted"):
+            self.write(f"round {e.round}: slot {d['position']} {d['old']} -> {d['new']}  "
+                       f"score {d['old_score']:.4f} -> {d['new_score']:.4f}")
+        elif e.kind == "user_update" and d.get("changed"):
+            self.write(f"round {e.round}: {d['changed']}/{d['users']} user tokens changed  "
+                       f"score {d['old_score']:.4f} -> {d['new_score']:.4f}")
+        elif e.kind == "validation":
+            m = d.get("metrics", {})
+            shown = [k for k in ("HR@5", "NDCG@5", "BLEU-4", "ROUGE-L") if k in m] or list(m)[:2]
+            self._bar().set_postfix({k: f"{m[k]:.4f}" for k in shown} | {"score": f"{d['score']:.4f}"})
+        elif e.kind == "epoch_end":
+            self.write(f"epoch {d['epoch']} done: score {d['score']:.4f}, {d['elapsed_s']:.0f}s")
+        elif e.kind == "round_end":
+            bar = self._bar(initial=e.round - 1)
+            bar.update(e.round - bar.n)
+        elif e.kind == "run_end":
+            self.close()
+            print(f"{d['status']}: best score {d['best_score']:.4f} (round {d['best_round']}), "
+                  f"{d['elapsed_s']:.0f}s\nprompt: {d['prompt']}"
+                  + (f"\nusers with their own token: {d['users_with_tokens']}" if self.cfg.personalized else ""),
+                  flush=True)
+
+
+# --------------------------------------------------------------------------- runs / show
+
+
+def _when(t) -> str:
+    return "" if t is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(t))
+
+
+def cmd_runs(args) -> None:
+    from .cli import _print_table
+
+    store = _open_store(args)
+    runs = store.list_runs()
+    if not runs:
+        print(f"no runs in {store.path}")
+        return
+    rows = [{**r, "personalized": "yes" if r["personalized"] else "no", "created": _when(r["created_at"]),
+             "elapsed": "" if r["elapsed_s"] is None else f"{r['elapsed_s']:.0f}s"} for r in runs]
+    _print_table(rows, ["id", "name", "group", "status", "task", "personalized", "rounds", "best_score",
+                        "elapsed", "created"])
+
+
+def _tokenizer(backbone_path: str):
+    try:
+        from .runner import resolve_path
+        from .tokenizer import Tokenizer
+
+        p = resolve_path(backbone_path)
+        return Tokenizer.load(p.parent if p.suffix == ".pth" else p)
+    except Exception:  # noqa: BLE001 - show token ids instead
+        return None
+
+
+def cmd_show(args) -> None:
+    from .search.slots import prompt_text
+
+    store = _open_store(args)
+    try:
+        run = store.get_run(args.run_id)
+    except KeyError as e:
+        raise PapRecError(e.args[0]) from None
+    cfg = SearchConfig.from_dict(run["config"])
+    print(f"run {run['id']}: {run['name']}" + (f"  (group {run['group']})" if run["group"] else ""))
+    line = f"status: {run['status']}, {run['rounds']} rounds"
+    if run["elapsed_s"] is not None:
+        line += f", {run['elapsed_s']:.0f}s"
+    if run["best_score"] is not None:
+        line += f", best validation score {run['best_score']:.4f}"
+    print(line)
+    if run["error"]:
+        print(f"error: {run['error']}")
+    print(f"created {_when(run['created_at'])}, started {_when(run['started_at']) or '-'}, "
+          f"finished {_when(run['finished_at']) or '-'}")
+    print("config:")
+    for k, v in run["config"].items():
+        print(f"  {k}: {v}")
+
+    state = store.last_state(args.run_id)
+    if state is None:
+        start = store.events(args.run_id, kinds=["run_start"])
+        print("prompt: " + (start[0]["data"]["prompt"] + " (start; no round completed)" if start else "-"))
+    else:
+        tok = _tokenizer(cfg.backbone)
+        ids = state["task_tokens"]
+        if tok is not None:
+            print(f"prompt: {prompt_text(cfg, tok, ids)}")
+        else:
+            print(f"prompt token ids: {ids} (tokenizer of {cfg.backbone} not loadable)")
+        if cfg.personalized:
+            users = store.user_tokens(args.run_id)
+            sample = list(users.items())[:8]
+            shown = ", ".join(f"{u}: {tok.piece(t) if tok else t}" for u, t in sample)
+            print(f"users with their own token: {len(users)}" + (f" (e.g. {shown})" if sample else ""))
+
+    swaps = store.events(args.run_id, kinds=["swap", "user_update"])
+    task = [e for e in swaps if e["kind"] == "swap"]
+    accepted = [e for e in task if e["data"]["accepted"]]
+    user = [e for e in swaps if e["kind"] == "user_update"]
+    print(f"task rounds: {len(task)}, swaps accepted: {len(accepted)}"
+          + (f"; user rounds: {len(user)}, with changes: {sum(1 for e in user if e['data']['changed'])}"
+             if cfg.personalized else ""))
+    for e in accepted[-10:]:
+        d = e["data"]
+        print(f"  round {e['round']}: slot {d['position']} {d['old']} -> {d['new']}  "
+              f"{d['old_score']:.4f} -> {d['new_score']:.4f}")
+
+    results = store.results(args.run_id)
+    if results:
+        print("results:")
+        text = json.dumps(results, indent=2)
+        lines = text.splitlines()
+        print("\n".join(lines[:80]) + (f"\n  ... ({len(lines) - 80} more lines)" if len(lines) > 80 else ""))
+
+
+# --------------------------------------------------------------------------- parser
 
 
 def register(sub) -> None:
-    pass
+    s = sub.add_parser("search", help="search a prompt (foreground, recorded in the run store)")
+    s.add_argument("--data", help="dataset folder (default: the demo data)")
+    s.add_argument("--backbone", help="backbone folder or P5 .pth with spiece.model beside it (default: demo)")
+    s.add_argument("--task", help=f"one of {', '.join(TASKS)} (default sequential)")
+    s.add_argument("-l", "--trigger-length", dest="trigger_length", type=int, help="task tokens l (default 5)")
+    s.add_argument("-k", "--candidates", type=int, help="candidates per position k (default 5)")
+    s.add_argument("--layout", help=f"one of {', '.join(LAYOUTS)}")
+    s.add_argument("--user-position", dest="user_position", help=f"one of {', '.join(USER_POSITIONS)}")
+    s.add_argument("--personalized", action="store_true", default=None, help="add a per-user token [T_u]")
+    s.add_argument("--criterion", help=f"one of {', '.join(CRITERIA)}")
+    s.add_argument("--alpha", type=float, help="weight of NDCG (ROUGE-L) in the criterion")
+    s.add_argument("--max-epochs", dest="max_epochs", type=int)
+    s.add_argument("--max-rounds", dest="max_rounds", type=_int_or_all, help="round budget, or 'all'")
+    s.add_argument("--time-budget", dest="time_budget_s", type=_float_or_none, help="seconds, or 'none'")
+    s.add_argument("--train-examples", dest="train_examples", type=_int_or_all,
+                   help="training examples per gradient step, or 'all'")
+    s.add_argument("--val-users", dest="val_users", type=_int_or_all, help="validation users judged on, or 'all'")
+    s.add_argument("--exclude-numbers-task", dest="exclude_numbers_task", action="store_true", default=None,
+                   help="keep number pieces out of the task tokens")
+    s.add_argument("--no-exclude-numbers-user", dest="exclude_numbers_user", action="store_false", default=None,
+                   help="allow number pieces as user tokens")
+    s.add_argument("--ranking", help=f"one of {', '.join(RANKINGS)}")
+    s.add_argument("--seed", type=int)
+    s.add_argument("--device", help="auto, cpu, cuda, cuda:N")
+    s.add_argument("--batch-size", dest="batch_size", type=int)
+    s.add_argument("--quick", action="store_true", help="the 'quick' preset (a live demo on a laptop CPU)")
+    s.add_argument("--preset", help=f"one of {', '.join(PRESETS)}; explicit options override it")
+    s.add_argument("--name", help="a name for the run")
+    s.add_argument("--group", help="a group (e.g. an ablation) the run belongs to")
+    _store_arg(s)
+    s.set_defaults(func=cmd_search)
+
+    s = sub.add_parser("resume", help="continue a stopped or interrupted run from its last completed round")
+    s.add_argument("run_id", type=int)
+    _store_arg(s)
+    s.set_defaults(func=cmd_resume)
+
+    s = sub.add_parser("runs", help="list the runs in the run store")
+    _store_arg(s)
+    s.set_defaults(func=cmd_runs)
+
+    s = sub.add_parser("show", help="one run: config, status, best prompt, swap history, results")
+    s.add_argument("run_id", type=int)
+    _store_arg(s)
+    s.set_defaults(func=cmd_show)

@@ -1,0 +1,384 @@
+"""The run store: one SQLite file (WAL mode) that holds every search run.
+
+A search writes its events here through :meth:`RunStore.listener`; the
+dashboard and the CLI only ever read. Every call opens its own short-lived
+connection, so any number of threads and processes may read while a search
+writes (SQLite's WAL mode lets readers proceed during a write; writers wait on
+``busy_timeout``).
+
+Tables:
+
+- ``runs``: one row per run (config, status, progress, the state snapshot of
+  the last completed round, final results);
+- ``events``: every event, numbered 1, 2, ... per run (``seq``), each with the
+  round it belongs to;
+- ``user_tokens``: the current token of every user that has one (latest
+  completed round), updated only where it changed.
+
+Events of a round are final once its ``round_end`` is stored: resuming a run
+(:meth:`RunStore.rollback_to_last_round`) drops whatever a crashed or stopped
+run wrote after its last ``round_end``, so the event log of a resumed run is
+exactly that of an uninterrupted one. (A reader following a run live with
+``events(after_seq=...)`` should re-read from the last ``round_end`` it saw when
+a run it follows is resumed: the dropped ``seq`` numbers are written again.)
+
+``round_end`` events are stored without the full per-user token table (tens of
+thousands of users, every round): their ``data`` is ``{"state": <SearchState
+dict without user_tokens>, "user_tokens_changed": {str(user): token_id},
+"users_with_tokens": n}``, so the history of accepted states is the fold of
+these diffs, and :meth:`RunStore.last_state` returns the complete state.
+
+Times (``created_at``, ``started_at``, ``finished_at``, event ``time``) are Unix
+seconds (float). JSON is written and read with Python's ``allow_nan`` so that
+``-inf``/``NaN`` scores survive a round trip.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import socket
+import sqlite3
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+from .errors import PapRecError
+from .search.config import SearchConfig
+from .search.events import Event, Listener
+
+STATUSES = ("queued", "running", "finished", "stopped", "failed")
+END_STATUS = {"converged": "finished", "budget": "finished", "stopped": "stopped"}
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    name TEXT,
+    grp TEXT,
+    status TEXT NOT NULL,
+    task TEXT,
+    data TEXT,
+    backbone TEXT,
+    personalized INTEGER,
+    config TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    rounds INTEGER NOT NULL DEFAULT 0,
+    best_score REAL,
+    elapsed_s REAL,
+    error TEXT,
+    owner TEXT,
+    state TEXT,
+    results TEXT
+);
+CREATE TABLE IF NOT EXISTS events (
+    run_id INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    round INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    data TEXT NOT NULL,
+    time REAL NOT NULL,
+    PRIMARY KEY (run_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS events_kind ON events (run_id, kind, seq);
+CREATE TABLE IF NOT EXISTS user_tokens (
+    run_id INTEGER NOT NULL,
+    user INTEGER NOT NULL,
+    token INTEGER NOT NULL,
+    PRIMARY KEY (run_id, user)
+) WITHOUT ROWID;
+"""
+
+_RUN_COLUMNS = ("id", "name", "grp", "status", "task", "data", "backbone", "personalized", "created_at",
+                "started_at", "finished_at", "rounds", "best_score", "elapsed_s", "error")
+
+
+def default_store_path() -> Path:
+    """``$PAPREC_STORE`` if set, else ``runs.sqlite`` in the user data folder of ``paprec-studio``."""
+    env = os.environ.get("PAPREC_STORE")
+    if env:
+        return Path(env).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("paprec-studio")) / "runs.sqlite"
+
+
+def _json_default(obj):
+    if hasattr(obj, "tolist"):  # numpy scalars and arrays, torch tensors
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def dumps(obj) -> str:
+    return json.dumps(obj, default=_json_default, allow_nan=True, separators=(",", ":"))
+
+
+def loads(text: str | None):
+    return None if text is None else json.loads(text)
+
+
+def owner_tag() -> str:
+    """Who is executing a run: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    """Whether the process named by :func:`owner_tag` still runs (unknown hosts count as alive)."""
+    if not owner or ":" not in owner:
+        return False
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, ValueError, OSError):
+        return True
+    return True
+
+
+def _finite_or_none(x):
+    return x if isinstance(x, (int, float)) and math.isfinite(x) else None
+
+
+class RunStore:
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path).expanduser() if path is not None else default_store_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with self._connect() as con:
+                con.execute("PRAGMA journal_mode=WAL")
+                if con.execute("PRAGMA user_version").fetchone()[0] == 0:
+                    con.executescript(_SCHEMA)
+                    con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.DatabaseError as e:
+            raise PapRecError(f"{self.path}: not a usable run store ({e})") from None
+
+    # ------------------------------------------------------------------ connections
+    @contextmanager
+    def _connect(self):
+        con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        try:
+            con.execute("PRAGMA busy_timeout=30000")
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.row_factory = sqlite3.Row
+            yield con
+        finally:
+            con.close()
+
+    @contextmanager
+    def _write(self):
+        """One short write transaction (BEGIN IMMEDIATE: takes the write lock up front)."""
+        with self._connect() as con:
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                yield con
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
+            con.execute("COMMIT")
+
+    # ------------------------------------------------------------------ runs
+    def create_run(self, cfg: SearchConfig, name: str | None = None, group: str | None = None) -> int:
+        """A new run in status 'queued'; returns its id."""
+        with self._write() as con:
+            cur = con.execute(
+                "INSERT INTO runs (name, grp, status, task, data, backbone, personalized, config, created_at) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                (name, group, cfg.task, str(cfg.data), str(cfg.backbone), int(bool(cfg.personalized)),
+                 dumps(cfg.to_dict()), time.time()))
+            run_id = cur.lastrowid
+            if not name:
+                name = f"{cfg.task}{' personalized' if cfg.personalized else ''} #{run_id}"
+                con.execute("UPDATE runs SET name = ? WHERE id = ?", (name, run_id))
+        return run_id
+
+    def set_status(self, run_id: int, status: str, error: str | None = None) -> None:
+        """Set a run's status (queued, running, finished, stopped, failed) and its error message."""
+        if status not in STATUSES:
+            raise ValueError(f"unknown status {status!r}; one of {', '.join(STATUSES)}")
+        now = time.time()
+        with self._write() as con:
+            self._require(con, run_id)
+            if status == "running":
+                con.execute("UPDATE runs SET status = ?, error = NULL, owner = ?, finished_at = NULL, "
+                            "started_at = COALESCE(started_at, ?) WHERE id = ?", (status, owner_tag(), now, run_id))
+            elif status == "queued":
+                con.execute("UPDATE runs SET status = ?, error = ?, finished_at = NULL WHERE id = ?",
+                            (status, error, run_id))
+            else:
+                con.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
+                            (status, error, now, run_id))
+
+    def list_runs(self) -> list[dict]:
+        """All runs, newest first (without config, state or results)."""
+        with self._connect() as con:
+            rows = con.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs ORDER BY id DESC").fetchall()
+        return [self._row(r) for r in rows]
+
+    def get_run(self, run_id: int) -> dict:
+        """A :meth:`list_runs` row plus ``config`` (dict); KeyError for an unknown id."""
+        with self._connect() as con:
+            r = con.execute(f"SELECT {', '.join(_RUN_COLUMNS)}, config, owner FROM runs WHERE id = ?",
+                            (int(run_id),)).fetchone()
+        if r is None:
+            raise KeyError(f"run {run_id} not found in {self.path}")
+        out = self._row(r)
+        out["config"] = loads(r["config"])
+        out["owner"] = r["owner"]
+        return out
+
+    @staticmethod
+    def _row(r: sqlite3.Row) -> dict:
+        d = {k: r[k] for k in _RUN_COLUMNS}
+        d["group"] = d.pop("grp")
+        d["personalized"] = bool(d["personalized"])
+        return d
+
+    def _require(self, con, run_id: int) -> None:
+        if con.execute("SELECT 1 FROM runs WHERE id = ?", (int(run_id),)).fetchone() is None:
+            raise KeyError(f"run {run_id} not found in {self.path}")
+
+    def delete_run(self, run_id: int) -> None:
+        """Remove a run with its events, tokens and results (KeyError for an unknown id)."""
+        with self._write() as con:
+            self._require(con, run_id)
+            for table, col in (("events", "run_id"), ("user_tokens", "run_id"), ("runs", "id")):
+                con.execute(f"DELETE FROM {table} WHERE {col} = ?", (int(run_id),))
+
+    # ------------------------------------------------------------------ events
+    def listener(self, run_id: int) -> Listener:
+        """A listener that writes every event of this run, each in its own transaction.
+
+        ``run_start`` -> status 'running'; ``round_end`` -> the state snapshot, progress and the
+        changed user tokens (atomically with the event); ``run_end`` -> final status (converged or
+        budget: 'finished'; stopped: 'stopped'), best score, elapsed time.
+        """
+        run_id = int(run_id)
+        with self._connect() as con:
+            self._require(con, run_id)
+            seq = con.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0]
+            written = {r[0]: r[1] for r in con.execute("SELECT user, token FROM user_tokens WHERE run_id = ?",
+                                                       (run_id,))}
+        counter = [seq]
+
+        def write(event: Event) -> None:
+            data = event.data
+            if event.kind == "round_end":
+                state = dict(data.get("state", {}))
+                tokens = {int(u): int(t) for u, t in state.pop("user_tokens", {}).items()}
+                changed = {u: t for u, t in tokens.items() if written.get(u) != t}
+                removed = [u for u in written if u not in tokens]
+                data = {**{k: v for k, v in data.items() if k != "state"}, "state": state,
+                        "user_tokens_changed": {str(u): t for u, t in sorted(changed.items())},
+                        "users_with_tokens": len(tokens)}
+            now = time.time()
+            with self._write() as con:
+                if con.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
+                    return  # the run was deleted while it ran: drop its events
+                con.execute("INSERT INTO events (run_id, seq, round, kind, data, time) VALUES (?, ?, ?, ?, ?, ?)",
+                            (run_id, counter[0] + 1, int(event.round), event.kind, dumps(data), now))
+                if event.kind == "run_start":
+                    con.execute("UPDATE runs SET status = 'running', error = NULL, owner = ?, finished_at = NULL, "
+                                "started_at = COALESCE(started_at, ?) WHERE id = ?", (owner_tag(), now, run_id))
+                elif event.kind == "round_end":
+                    if removed:
+                        con.executemany("DELETE FROM user_tokens WHERE run_id = ? AND user = ?",
+                                        [(run_id, u) for u in removed])
+                    if changed:
+                        con.executemany("INSERT OR REPLACE INTO user_tokens (run_id, user, token) VALUES (?, ?, ?)",
+                                        [(run_id, u, t) for u, t in changed.items()])
+                    con.execute("UPDATE runs SET state = ?, rounds = ?, best_score = ?, elapsed_s = ? WHERE id = ?",
+                                (dumps(state), int(event.round), _finite_or_none(state.get("best_score")),
+                                 state.get("elapsed_s"), run_id))
+                elif event.kind == "run_end":
+                    status = END_STATUS.get(data.get("status"), "finished")
+                    con.execute("UPDATE runs SET status = ?, finished_at = ?, best_score = ?, elapsed_s = ? "
+                                "WHERE id = ?", (status, now, _finite_or_none(data.get("best_score")),
+                                                 data.get("elapsed_s"), run_id))
+            counter[0] += 1
+            if event.kind == "round_end":
+                for u in removed:
+                    written.pop(u, None)
+                written.update(changed)
+
+        return write
+
+    def events(self, run_id: int, after_seq: int = 0, kinds: list[str] | None = None) -> list[dict]:
+        """Events with ``seq > after_seq`` (optionally only these kinds), in order:
+        dicts with seq, round, kind, data (decoded JSON), time."""
+        sql = "SELECT seq, round, kind, data, time FROM events WHERE run_id = ? AND seq > ?"
+        args: list = [int(run_id), int(after_seq)]
+        if kinds:
+            sql += f" AND kind IN ({', '.join('?' * len(kinds))})"
+            args += list(kinds)
+        with self._connect() as con:
+            rows = con.execute(sql + " ORDER BY seq", args).fetchall()
+        return [{"seq": r["seq"], "round": r["round"], "kind": r["kind"], "data": loads(r["data"]),
+                 "time": r["time"]} for r in rows]
+
+    # ------------------------------------------------------------------ state
+    def last_state(self, run_id: int) -> dict | None:
+        """The SearchState dict of the last completed round (with all user tokens), or None."""
+        with self._connect() as con:
+            con.execute("BEGIN")  # one snapshot for the state and the tokens
+            try:
+                r = con.execute("SELECT state FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+                if r is None:
+                    raise KeyError(f"run {run_id} not found in {self.path}")
+                if r["state"] is None:
+                    return None
+                state = loads(r["state"])
+                state["user_tokens"] = {str(u): t for u, t in con.execute(
+                    "SELECT user, token FROM user_tokens WHERE run_id = ? ORDER BY user", (int(run_id),))}
+            finally:
+                con.execute("COMMIT")
+        return state
+
+    def user_tokens(self, run_id: int) -> dict[int, int]:
+        """{user: token_id} of the last completed round (users still at the default token are absent)."""
+        with self._connect() as con:
+            return {u: t for u, t in con.execute("SELECT user, token FROM user_tokens WHERE run_id = ? "
+                                                 "ORDER BY user", (int(run_id),))}
+
+    def rollback_to_last_round(self, run_id: int) -> dict | None:
+        """Prepare a resume: drop every event written after the last stored ``round_end`` (a round
+        that never completed, and a previous ``run_end``), and return :meth:`last_state`. With no
+        completed round, everything is dropped (the run starts over, ``run_start`` included)."""
+        run_id = int(run_id)
+        with self._write() as con:
+            r = con.execute("SELECT state FROM runs WHERE id = ?", (run_id,)).fetchone()
+            if r is None:
+                raise KeyError(f"run {run_id} not found in {self.path}")
+            if r["state"] is None:
+                con.execute("DELETE FROM events WHERE run_id = ?", (run_id,))
+                con.execute("DELETE FROM user_tokens WHERE run_id = ?", (run_id,))
+                con.execute("UPDATE runs SET rounds = 0, best_score = NULL, elapsed_s = NULL, finished_at = NULL "
+                            "WHERE id = ?", (run_id,))
+            else:
+                last = loads(r["state"])["round"]
+                end = con.execute("SELECT MAX(seq) FROM events WHERE run_id = ? AND kind = 'round_end' "
+                                  "AND round = ?", (run_id, last)).fetchone()[0]
+                con.execute("DELETE FROM events WHERE run_id = ? AND seq > ?", (run_id, end or 0))
+                con.execute("UPDATE runs SET finished_at = NULL WHERE id = ?", (run_id,))
+        return self.last_state(run_id)
+
+    # ------------------------------------------------------------------ results
+    def save_results(self, run_id: int, results: dict) -> None:
+        """Final test results (JSON), written by the compare step."""
+        with self._write() as con:
+            self._require(con, run_id)
+            con.execute("UPDATE runs SET results = ? WHERE id = ?", (dumps(results), int(run_id)))
+
+    def results(self, run_id: int) -> dict | None:
+        with self._connect() as con:
+            r = con.execute("SELECT results FROM runs WHERE id = ?", (int(run_id),)).fetchone()
+        if r is None:
+            raise KeyError(f"run {run_id} not found in {self.path}")
+        return loads(r["results"])
