@@ -13,7 +13,10 @@ Recipe choices, measured on the demo store (see assets/backbone/RECIPE.md):
 one token per item and per user (items as text pieces learn far too slowly on
 a CPU); the last 5 items of a history (with 20, a 2-layer model had not found
 the last item after 10 epochs; with 5 it had); Adam at 1e-3 with warm-up and
-cosine decay (3e-3 and 1e-2 stalled at popularity level); no dropout.
+cosine decay (3e-3 and 1e-2 stalled at popularity level); no dropout; whole-word
+ids shifted by a random offset per example (see ``_shift_words``), and a few
+training phrasings that start with the task argument, so that the backbone
+reads prompts of any length (the search's prompts start with the argument).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from .backbone import Backbone, pick_device
 from .data import P5Dataset, split_examples
 from .evaluate import flatten, evaluate_manual
 from .prompts import MANUAL_PROMPTS, TRAINING_PROMPTS, render, target_text
-from .tokenizer import Tokenizer, TokenizerSpec, train_tokenizer
+from .tokenizer import MAX_WORDS, Tokenizer, TokenizerSpec, train_tokenizer
 
 STATE_FILE = "train_state.pt"
 
@@ -58,6 +61,7 @@ class PretrainConfig:
     matching_negatives: int = 19
     explanations_per_user: int = 2
     max_history: int = 5
+    word_offset_max: int = 8
     seed: int = 0
     save_every: int = 500
     val_users: int = 500
@@ -140,6 +144,19 @@ def _batches(pairs, batch_size: int, rng: random.Random):
     return out
 
 
+def _shift_words(words: torch.Tensor, max_offset: int, seed: int, step: int) -> torch.Tensor:
+    """Shift each example's whole-word ids by a random offset in [0, max_offset].
+
+    Whole-word ids act as absolute word positions. A backbone that only ever saw
+    its training prompts ties items to the positions those prompts put them at,
+    and then misreads any prompt of another length, a learned one included.
+    Seeded by the step, so a resumed run draws the same offsets.
+    """
+    gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+    offset = torch.randint(0, max_offset + 1, (words.shape[0], 1), generator=gen).to(words.device)
+    return torch.where(words > 0, (words + offset).clamp(max=MAX_WORDS - 1), words)
+
+
 def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfig(), spiece=None,
              device=None, progress: bool = True, on_epoch=None) -> Backbone:
     out = Path(out)
@@ -190,6 +207,8 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
         for i in range(state["batch"], len(batches)):
             inputs, targets = zip(*batches[i])
             b = model.batch(list(inputs), list(targets))
+            if cfg.word_offset_max:
+                b.whole_word_ids = _shift_words(b.whole_word_ids, cfg.word_offset_max, cfg.seed, state["step"])
             loss = model.t5(inputs_embeds=model.embed(b.input_ids, b.whole_word_ids),
                             attention_mask=b.attention_mask, labels=b.labels).loss
             opt.zero_grad(set_to_none=True)

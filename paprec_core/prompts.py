@@ -35,18 +35,21 @@ MANUAL_PROMPTS = {
         ManualPrompt("2-5", "sequential", "{user} has purchased items : \n {history} \n predict the next possible item to be bought by the user ?"),
         ManualPrompt("2-s1", "sequential", "Based on what {user} bought before : \n {history} \n which item comes next ?"),
         ManualPrompt("2-s2", "sequential", "Items bought by {user} in order : \n {history} \n the next item is"),
+        ManualPrompt("2-s3", "sequential", "{user} : \n {history} \n recommend the next item for this user"),
         # explanation generation
         ManualPrompt("3-1", "explanation", "Generate an explanation for {user} about this product : {title}"),
         ManualPrompt("3-12", "explanation", "Generate a {rating} -star explanation for {user} about {item}"),
         ManualPrompt("3-3", "explanation", "Help {user} generate a {rating} -star explanation about this product : \n {title}"),
         ManualPrompt("3-s1", "explanation", "Why would {user} like this product ? {title}"),
         ManualPrompt("3-s2", "explanation", "Write what {user} says about : {title}"),
+        ManualPrompt("3-s3", "explanation", "{user} : {title} \n explain what the user thinks of it"),
         # user-item matching
         ManualPrompt("5-7", "matching", "Pick the most suitable item from the following list and recommend to {user} : \n {candidates}"),
         ManualPrompt("5-8", "matching", "We want to make recommendation for {user} . Select the best item from these candidates : \n {candidates}"),
         ManualPrompt("5-1", "matching", "Which item of the following to recommend for {user} ? \n {candidates}"),
         ManualPrompt("5-4", "matching", "Choose the best item from the candidates to recommend for {user} ? \n {candidates}"),
         ManualPrompt("5-s1", "matching", "For {user} , the best match among : \n {candidates}"),
+        ManualPrompt("5-s2", "matching", "{user} : \n {candidates} \n pick the item this user will like best"),
     ]
 }
 

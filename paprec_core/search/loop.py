@@ -25,7 +25,8 @@ import torch
 from ..backbone import Backbone
 from ..data import P5Dataset, split_examples
 from ..errors import ConfigError
-from ..evaluate import flatten, max_history
+from ..evaluate import flatten, manual_inputs, max_history
+from ..prompts import SEEN, UNSEEN, manual_prompt
 from ..metrics import hit_ranks, mean_metrics, ranking_metrics, text_metrics
 from ..ranking import generate_texts, rank_items
 from .candidates import allowed_vocabulary, slot_gradients, top_candidates
@@ -131,6 +132,16 @@ class Search:
             token = state.user_tokens.get(user, self.default_user)
         return prompt_text(self.cfg, self.tok, state.task_tokens, token)
 
+    def manual_references(self) -> dict[str, float]:
+        """The selection criterion of the Seen and Unseen manual prompts on this search's
+        validation examples: the bar a learned prompt is measured against."""
+        out = {}
+        for which, ids in (("Seen", SEEN), ("Unseen", UNSEEN)):
+            template = manual_prompt(self.cfg.task, which.lower()).template
+            inputs = manual_inputs(self.val.examples, template, self.backbone, self.ds)
+            out[f"{which} manual ({ids[self.cfg.task]})"] = float(self.scorer.per_example_inputs(inputs).mean())
+        return out
+
     def _tokens_text(self, ids) -> list[str]:
         return [self.tok.piece(int(t)) for t in ids]
 
@@ -146,6 +157,7 @@ class Search:
                 "config": self.cfg.to_dict(), "prompt": self.prompt_of(state),
                 "task_tokens": self._tokens_text(state.task_tokens), "device": str(self.backbone.device),
                 "train_examples": len(self.train), "val_examples": len(self.val), "val_users": len(self.val_users),
+                "references": self.manual_references(),
             }))
         try:
             self._val_scores = self.scorer.per_example(state.task_tokens, self.user_table(state),

@@ -45,6 +45,20 @@ class Scorer:
             out[start:start + len(part)] = self._score_batch(batch, part)
         return out
 
+    @torch.inference_mode()
+    def per_example_inputs(self, inputs: list[list[int]]) -> np.ndarray:
+        """Criterion value of every row for already-encoded prompts (one per row, e.g. a
+        manual prompt), so that manual and learned prompts are judged the same way."""
+        out = np.zeros(len(inputs))
+        for start in range(0, len(inputs), self.cfg.batch_size):
+            part = np.arange(start, min(start + self.cfg.batch_size, len(inputs)))
+            labels = self.data.labels[part]
+            labels = labels[:, : int((labels != -100).sum(1).max())]
+            batch = self.backbone.batch([inputs[i] for i in part])
+            batch.labels = labels.to(self.backbone.device)
+            out[part] = self._score_batch(batch, part)
+        return out
+
     def _score_batch(self, batch, part) -> np.ndarray:
         cfg = self.cfg
         if cfg.criterion == "loss":
