@@ -147,8 +147,8 @@ class Search:
 
     # ------------------------------------------------------------------ the loop
     def run(self, state: SearchState | None = None) -> SearchState:
-        fresh = state is None
         state = state or self.initial_state()
+        fresh = state.round == 0  # a run killed inside its first round restarts from scratch
         rng = np.random.default_rng()
         rng.bit_generator.state = state.rng
         start_time = time.time() - state.elapsed_s
