@@ -1,0 +1,1 @@
+"""PAP-REC Studio dashboard (Streamlit). Run with ``streamlit run dashboard/app.py``."""

@@ -1,0 +1,258 @@
+"""Streamlit glue shared by the pages: one store and one runner per server, cached
+heavy loads, the error guard, the selected run and a few consistent widgets."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import traceback
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import streamlit as st
+
+from paprec_core.errors import PapRecError
+
+from . import engine, views
+from .paths import resolve
+
+log = logging.getLogger("paprec.dashboard")
+SELECTED = "run_id"  # st.session_state key of the run the pages look at
+
+
+# --------------------------------------------------------------------------- store and runner
+
+
+def store_path() -> str:
+    """The store this server uses (``PAPREC_STORE``, else the core's default); part of the cache keys,
+    so that a change of ``PAPREC_STORE`` (tests) gets its own store and runner."""
+    return os.environ.get("PAPREC_STORE", "")
+
+
+@st.cache_resource(show_spinner=False)
+def _store(path: str):
+    from paprec_core.store import RunStore
+
+    return RunStore(path or None)
+
+
+@st.cache_resource(show_spinner=False)
+def _runner(path: str):
+    from paprec_core.runner import Runner
+
+    return Runner(_store(path), max_parallel=2)
+
+
+def store():
+    return _store(store_path())
+
+
+def runner():
+    return _runner(store_path())
+
+
+# --------------------------------------------------------------------------- cached heavy loads
+
+
+def _stamp(path: str, names: tuple[str, ...]) -> tuple:
+    """Modification times of the files that matter: a rewritten folder is loaded afresh."""
+    p = resolve(path)
+    out = []
+    for name in names:
+        try:
+            out.append((p / name if name else p).stat().st_mtime_ns)
+        except OSError:
+            out.append(None)
+    return tuple(out)
+
+
+@st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
+def _dataset(path: str, reviews: bool, stamp: tuple):
+    return engine.load_data(str(resolve(path)), read_reviews=reviews)
+
+
+@st.cache_resource(show_spinner="Loading the backbone…", max_entries=4)
+def _backbone(path: str, stamp: tuple):
+    return engine.load_backbone(str(resolve(path)))
+
+
+def dataset(path: str, reviews: bool = False):
+    return _dataset(path, reviews, _stamp(path, ("sequential_data.txt", "exp_splits.pkl")))
+
+
+def backbone(path: str):
+    return _backbone(path, _stamp(path, ("", "model.safetensors", "spiece.model")))
+
+
+def dataset_of(cfg: dict):
+    return dataset(cfg["data"], cfg.get("task") == "explanation")
+
+
+def search_config(cfg: dict):
+    from paprec_core.search.config import SearchConfig
+
+    return SearchConfig.from_dict(cfg)
+
+
+@st.cache_resource(show_spinner=False)
+def _reference_jobs():
+    """One background worker for the reference lines, and their futures by key (per server)."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="paprec-reference"), {}, threading.Lock()
+
+
+def _reference(data: str, backbone_path: str, task: str, val_users, seed: int, criterion: str, alpha,
+               ranking: str) -> dict[str, float]:
+    from paprec_core.search.config import SearchConfig
+
+    if criterion == "loss":
+        return {}
+    cfg = SearchConfig(data=data, backbone=backbone_path, task=task, val_users=val_users, seed=seed,
+                       criterion=criterion, alpha=alpha, ranking=ranking)
+    return engine.manual_reference(engine.load_backbone(str(resolve(backbone_path))),
+                                   engine.load_data(str(resolve(data)), task == "explanation"), cfg)
+
+
+def reference_lines(cfg: dict) -> tuple[dict[str, float] | None, str | None]:
+    """Seen/Unseen manual prompts' validation score on the run's validation users, computed once per
+    (data, backbone, task, val users, seed, criterion, alpha, ranking) in a background thread, so that
+    no page waits for it: ``(None, None)`` while it runs, then ``(values, None)`` or ``({}, error)``."""
+    key = (cfg["data"], cfg["backbone"], cfg["task"], cfg.get("val_users"), int(cfg.get("seed", 0)),
+           cfg.get("criterion", "surrogate"), cfg.get("alpha"), cfg.get("ranking", "fast"))
+    pool, futures, lock = _reference_jobs()
+    with lock:
+        fut = futures.get(key)
+        if fut is None:
+            futures[key] = fut = pool.submit(_reference, *key)
+    if not fut.done():
+        return None, None
+    if fut.exception() is not None:
+        e = fut.exception()
+        return {}, str(e) if isinstance(e, PapRecError) else f"{type(e).__name__}: {e}"
+    return fut.result(), None
+
+
+@st.cache_data(show_spinner="Scoring this user…", max_entries=256)
+def user_metrics(run_id: int, cfg: dict, task_tokens: tuple, user: int, token: int | None) -> dict:
+    c = search_config(cfg)
+    return engine.user_metrics(backbone(cfg["backbone"]), dataset_of(cfg), c, list(task_tokens), user, token)
+
+
+def compute_results(run: dict, repetitions: int = 5, progress=None) -> dict:
+    """Test the run's learned prompt against the manual ones (``compare_prompts``) and save the
+    results in the store. PapRecError when the run has no completed round."""
+    from paprec_core.compare import compare_prompts
+
+    state = store().last_state(run["id"])
+    if state is None:
+        raise PapRecError(f"run {run['id']} has no completed round: there is no learned prompt to test")
+    cfg = run["config"]
+    results = compare_prompts(backbone(cfg["backbone"]), dataset_of(cfg), cfg, state, repetitions=repetitions,
+                              progress=progress)
+    store().save_results(run["id"], results)
+    return results
+
+
+# --------------------------------------------------------------------------- errors
+
+
+@contextmanager
+def guard(what: str = ""):
+    """Show a user error as one red line (and keep the app running) instead of a traceback."""
+    try:
+        yield
+    except PapRecError as e:
+        st.error(str(e), icon=":material/error:")
+    except KeyError as e:
+        message = str(e.args[0]) if e.args else ""
+        if "not found" not in message:  # a bug, not a run deleted by another session
+            _unexpected(e, what)
+        else:
+            st.warning(message, icon=":material/warning:")
+    except Exception as e:  # noqa: BLE001 - the app must keep working; the console gets the traceback
+        _unexpected(e, what)
+
+
+def _unexpected(e: BaseException, what: str) -> None:
+    log.error("dashboard error%s:\n%s", f" ({what})" if what else "", traceback.format_exc())
+    st.error(f"{what + ': ' if what else ''}{type(e).__name__}: {e}", icon=":material/error:")
+
+
+# --------------------------------------------------------------------------- runs
+
+
+def selected_run() -> int | None:
+    return st.session_state.get(SELECTED)
+
+
+def select_run(run_id: int | None) -> None:
+    st.session_state[SELECTED] = run_id
+
+
+def run_picker(runs: list[dict], label: str = "Run", key: str = "run_pick", default: int | None = None,
+               help: str | None = None) -> int | None:
+    """A select box of runs that follows (and sets) the selected run of the session."""
+    if not runs:
+        return None
+    ids = [r["id"] for r in runs]
+    labels = {r["id"]: views.run_label(r) for r in runs}
+    want = default if default in ids else selected_run()
+    if want not in ids:
+        want = views.preferred_run(runs)
+    index = ids.index(want) if want in ids else 0
+    chosen = st.selectbox(label, ids, index=index, format_func=labels.get, key=key, help=help)
+    if chosen != selected_run():
+        select_run(chosen)
+    return chosen
+
+
+def effective_status(run: dict) -> str:
+    """The run's status, or ``interrupted`` for a queued/running run that nobody executes any more
+    (the server or CLI process that ran it has ended): it can be resumed."""
+    if run["status"] not in views.ACTIVE or runner().is_active(run["id"]):
+        return run["status"]
+    from paprec_core.store import owner_alive
+
+    owner = run.get("owner") if "owner" in run else store().get_run(run["id"]).get("owner")
+    if run["status"] == "running" and owner_alive(owner):
+        return run["status"]  # another live process runs it (e.g. the CLI)
+    if run["status"] == "queued" and owner is None:
+        return run["status"] if _recent(run) else "interrupted"
+    return "interrupted"
+
+
+def _recent(run: dict, seconds: float = 30.0) -> bool:
+    import time
+
+    return time.time() - (run.get("created_at") or 0) < seconds
+
+
+def header(title: str, caption: str) -> None:
+    st.title(title)
+    st.caption(caption)
+
+
+def no_runs_hint() -> None:
+    st.info("No runs yet. Start one on **Launch & watch**.", icon=":material/info:")
+
+
+def show_run_error(run: dict) -> None:
+    if run.get("status") == "failed":
+        st.error(f"Run #{run['id']} failed: {run.get('error') or 'no message'}", icon=":material/error:")
+
+
+def inject_css() -> None:
+    st.markdown(views.PROMPT_CSS, unsafe_allow_html=True)
+
+
+CHART_COLORS = ["#6366F1", "#F59E0B", "#14B8A6", "#EF4444", "#8B5CF6", "#22C55E", "#EC4899"]
+REF_COLOR = "rgba(128, 128, 128, 0.9)"
+
+
+def style_fig(fig, height: int = 320):
+    """Theme-neutral layout: transparent background (Streamlit's theme colours the text)."""
+    fig.update_layout(height=height, margin=dict(l=10, r=10, t=70, b=10), colorway=CHART_COLORS,
+                      title=dict(y=0.97, yanchor="top", x=0, xanchor="left", pad=dict(l=8)),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0),
+                      paper_bgcolor="rgba(0,0,0,0)", plot_bgcolor="rgba(0,0,0,0)")
+    return fig

@@ -1,0 +1,71 @@
+"""Compare: the learned prompt against the Seen and Unseen manual prompts on the test split."""
+
+from __future__ import annotations
+
+import json
+
+import streamlit as st
+
+from dashboard.lib import ui, views
+
+ui.header("Compare", "Seen manual, Unseen manual and the learned prompts of a run on the test split "
+                     "(beam 20, top-10, paired t-test).")
+DONE = ("finished", "stopped")
+
+
+def compute(run: dict, repetitions: int) -> None:
+    with st.status("Evaluating the prompts on the test split…", expanded=True) as box:
+        ui.compute_results(run, repetitions, progress=box.write)
+        box.update(label="Test results saved", state="complete", expanded=False)
+    st.rerun()
+
+
+def show(results: dict, run: dict) -> None:
+    import plotly.express as px
+
+    rows = results["rows"]
+    st.markdown("**Prompts**")
+    cols = st.columns(len(rows))
+    for col, r in zip(cols, rows):
+        with col:
+            st.markdown(f"**{r['name']}**")
+            st.code(r["text"], language=None, wrap_lines=True)
+    st.markdown(f"**Test metrics** · {results.get('dataset', '')}, {results.get('task', '')}, "
+                f"{results.get('examples_per_run', results.get('n_values', '?'))} examples per run")
+    st.markdown(views.results_markdown(results))
+    st.caption(f"Bold: the best prompt of a row; \\*: significantly better than every other prompt "
+               f"(paired t-test, p < {results.get('alpha', 0.05)}). "
+               + ("BLEU and ROUGE in percent." if results.get("task") == "explanation" else ""))
+    long = views.results_long(results)
+    fig = px.bar(long, x="metric", y="value", color="prompt", barmode="group", title="Test metrics per prompt",
+                 labels={"value": "value", "metric": "metric", "prompt": "prompt"})
+    st.plotly_chart(ui.style_fig(fig, 360), key="c_bars")
+    st.download_button("Download results (JSON)", json.dumps(results, indent=2).encode(),
+                       file_name=f"run-{run['id']}-results.json", mime="application/json",
+                       icon=":material/download:")
+
+
+with ui.guard("compare"):
+    store = ui.store()
+    runs = [r for r in store.list_runs() if r["status"] in DONE]
+    if not runs:
+        st.info("No finished run yet. Start one on **Launch & watch**; its test results appear here once "
+                "it has finished.", icon=":material/info:")
+        st.stop()
+    run_id = ui.run_picker(runs, "Finished run", key="c_pick")
+    run = store.get_run(run_id)
+    results = store.results(run_id)
+    if results is None:
+        st.info("This run has no test results yet. Computing them evaluates four prompts on the test split "
+                "(about as long as a few search rounds).", icon=":material/info:")
+        reps = st.number_input("Repeated test runs (matching re-draws its negatives each time)", min_value=1,
+                               max_value=10, value=5, step=1, key="c_reps")
+        if st.button("Compute test results", type="primary", icon=":material/calculate:", key="c_compute"):
+            compute(run, int(reps))
+    else:
+        show(results, run)
+        with st.expander("Recompute"):
+            reps = st.number_input("Repeated test runs", min_value=1, max_value=10,
+                                   value=int(results.get("repetitions", 5)), step=1, key="c_reps2")
+            if st.button("Recompute test results", key="c_recompute"):
+                compute(run, int(reps))

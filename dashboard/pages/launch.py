@@ -1,0 +1,241 @@
+"""Launch & watch: start a search, follow it live (prompt, curve, swaps, progress)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard.lib import ui, views
+from dashboard.lib.paths import default_backbone, resolve, shown
+
+REFRESH_S = 2.0
+WATCH_KINDS = ["run_start", "swap", "user_update", "validation", "round_end", "run_end"]
+
+ui.header("Launch & watch", "Start a prompt search on a dataset and a frozen backbone, and follow it round by round.")
+ui.inject_css()
+
+
+def launch_form() -> None:
+    from paprec_core.errors import PapRecError
+    from paprec_core.search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig
+
+    st.subheader("New run")
+    data = st.text_input("Dataset folder", value="assets/demo", key="f_data",
+                         help="A folder in P5's format (sequential_data.txt, datamaps.json, ...). "
+                              "Default: the demo store that ships with the repository.")
+    bb = st.text_input("Backbone", value=shown(default_backbone()), key="f_backbone",
+                       help="A backbone folder written by the pretraining launcher (default: the demo "
+                            "backbone), or a P5 checkpoint (.pth) with T5's spiece.model beside it.")
+    if bb.strip().endswith(".pth"):
+        st.caption("P5 checkpoint: its `spiece.model` must be in the same folder.")
+    task = st.selectbox("Task", TASKS, key="f_task")
+    if task == "explanation":
+        st.caption("Explanation data is read from `exp_splits.pkl`, a pickle: only use folders you trust.")
+    personalized = st.toggle("Personalized prompt (one token per user)", key="f_personalized")
+    c1, c2 = st.columns(2)
+    length = c1.number_input("Trigger length l", min_value=0, max_value=20, value=5, step=1, key="f_l")
+    k = c2.number_input("Candidates k", min_value=0, max_value=50, value=5, step=1, key="f_k")
+    layout = c1.selectbox("Trigger layout", LAYOUTS, key="f_layout")
+    user_position = c2.selectbox("[T_u] position", USER_POSITIONS, key="f_user_position", disabled=not personalized)
+    criterion = st.selectbox("Selection criterion", CRITERIA, key="f_criterion",
+                             help="surrogate: HR@5 + α·NDCG@5 (BLEU-4 + α·ROUGE-L for explanation); "
+                                  "loss: the target's NLL; full: HR@10 + α·NDCG@10 from a beam of 20.")
+    preset = st.radio("Preset", list(PRESETS), horizontal=True, key="f_preset",
+                      help="quick: 6 epochs, 256 training examples per gradient, 400 validation users; "
+                           "full: the paper's setting (50 epochs, all data).")
+    p = PRESETS[preset]
+    c3, c4 = st.columns(2)
+    max_epochs = c3.number_input("Max epochs", min_value=0, value=None, step=1, key="f_epochs",
+                                 placeholder=f"preset: {p['max_epochs']}")
+    minutes = c4.number_input("Time budget (minutes)", min_value=0.0, value=None, step=1.0, key="f_minutes",
+                              placeholder="no limit")
+    with st.expander("More options"):
+        c5, c6 = st.columns(2)
+        val_users = c5.number_input("Validation users", min_value=1, value=None, step=50, key="f_val_users",
+                                    placeholder=f"preset: {p['val_users'] or 'all'}")
+        train_examples = c6.number_input("Training examples per gradient", min_value=1, value=None, step=64,
+                                         key="f_train", placeholder=f"preset: {p['train_examples'] or 'all'}")
+        seed = c5.number_input("Seed", min_value=0, value=0, step=1, key="f_seed")
+        ranking = c6.selectbox("Ranking", RANKINGS, key="f_ranking",
+                               help="fast: exact constrained ranking; beam: Hugging Face beam search.")
+        device = c5.selectbox("Device", ["auto", "cpu", "cuda"], key="f_device")
+        no_num_task = st.checkbox("Keep number pieces out of the task tokens", value=False, key="f_nonum_task")
+        no_num_user = st.checkbox("Keep number pieces out of the user tokens", value=True, key="f_nonum_user",
+                                  help="On by default: a user's token picked on its one validation item "
+                                       "can otherwise leak the answer.")
+    name = st.text_input("Run name (optional)", key="f_name")
+    start = st.button("Start", type="primary", icon=":material/play_arrow:", width="stretch", key="f_start")
+    message = st.container()
+    if not start:
+        return
+    overrides = {"data": str(resolve(data)), "backbone": str(resolve(bb)), "task": task,
+                 "personalized": personalized, "trigger_length": int(length), "candidates": int(k),
+                 "layout": layout, "user_position": user_position if personalized else "end",
+                 "criterion": criterion, "seed": int(seed), "ranking": ranking, "device": device,
+                 "exclude_numbers_task": no_num_task, "exclude_numbers_user": no_num_user}
+    if max_epochs is not None:
+        overrides["max_epochs"] = int(max_epochs)
+    if minutes:
+        overrides["time_budget_s"] = float(minutes) * 60
+    if val_users is not None:
+        overrides["val_users"] = int(val_users)
+    if train_examples is not None:
+        overrides["train_examples"] = int(train_examples)
+    try:
+        cfg = SearchConfig.preset(preset, **overrides).validate()
+        for field, path in (("data", cfg.data), ("backbone", cfg.backbone)):
+            if not resolve(path).exists():
+                hint = "; pretrain one on the Data & backbone page" if field == "backbone" else ""
+                raise PapRecError(f"config field '{field}': {shown(path)} does not exist{hint}")
+        run_id = ui.runner().submit(cfg, name=name.strip() or None)
+    except PapRecError as e:
+        message.error(str(e), icon=":material/error:")
+        return
+    ui.select_run(run_id)
+    st.toast(f"Run #{run_id} started")
+    st.rerun()
+
+
+def curve_figure(curve, refs: dict[str, float], cfg: dict):
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.add_trace(go.Scatter(x=curve["round"], y=curve["score"], mode="lines+markers", name="current prompt",
+                             line_shape="hv"))
+    fig.add_trace(go.Scatter(x=curve["round"], y=curve["best"], mode="lines", name="best so far",
+                             line=dict(dash="dot"), line_shape="hv"))
+    for i, (name, value) in enumerate(refs.items()):
+        if value is None:
+            continue
+        fig.add_hline(y=value, line=dict(color=ui.REF_COLOR, dash="dash" if i == 0 else "dashdot", width=1.5),
+                      annotation_text=f"{name}: {value:.4f}", annotation_position="top left" if i == 0 else
+                      "bottom left")
+    fig.update_xaxes(title="round", rangemode="tozero")
+    fig.update_yaxes(title=criterion_label(cfg))
+    fig.update_layout(title="Validation score per round")
+    return ui.style_fig(fig)
+
+
+def criterion_label(cfg: dict) -> str:
+    task, crit = cfg.get("task"), cfg.get("criterion", "surrogate")
+    if crit == "loss":
+        return "− validation loss (NLL)"
+    if task == "explanation":
+        return "BLEU-4 + α·ROUGE-L"
+    return "HR@10 + α·NDCG@10" if crit == "full" else "HR@5 + α·NDCG@5"
+
+
+def live_view(run_id: int, refs_pending: bool = False) -> None:
+    store = ui.store()
+    status, refs = None, {}
+    with ui.guard("watch"):
+        run = store.get_run(run_id)
+        cfg = run["config"]
+        events = store.events(run_id, kinds=WATCH_KINDS)
+        status = ui.effective_status(run)
+        active = status in views.ACTIVE
+        state = store.last_state(run_id)
+
+        c1, c2, c3, c4 = st.columns(4)
+        c1.metric("Status", status)
+        c2.metric("Best validation score", views.fmt_score(run.get("best_score")))
+        if cfg.get("personalized"):
+            c3.metric("Users with own token", len((state or {}).get("user_tokens", {})))
+        else:
+            c3.metric("Rounds", int(run.get("rounds") or 0))
+        c4.metric("Device", views.device_label(views.run_device(events)))
+        ui.show_run_error(run)
+        if status == "interrupted":
+            st.warning("Interrupted: the process that ran this run has ended. Resume continues it from its "
+                       "last completed round.", icon=":material/warning:")
+
+        rounds = int(run.get("rounds") or 0)
+        elapsed = views.run_duration(run)
+        prog = views.progress(run, cfg, rounds, elapsed)
+        st.progress(prog["fraction"], text=views.progress_text(prog, status))
+
+        if active and st.button("Stop", icon=":material/stop:", key=f"stop_{run_id}"):
+            ui.runner().stop(run_id)
+            st.toast(f"Stopping run #{run_id} after the current batch…")
+        resumable = status in ("stopped", "failed", "interrupted")
+        if resumable and st.button("Resume", icon=":material/replay:", key=f"resume_{run_id}",
+                                   help="Continue from the last completed round."):
+            ui.runner().resume(run_id)
+            st.rerun()
+
+        pieces, last = views.current_prompt(events)
+        if pieces:
+            st.markdown("**Current prompt**")
+            st.markdown(views.prompt_html(views.layout_sequence(cfg), pieces, cfg.get("task", ""), last),
+                        unsafe_allow_html=True)
+            st.caption("Grey: the task argument, as the manual prompt writes it · numbered: trigger tokens "
+                       "(highlighted: last swapped) · [T_u]: the user's own token.")
+        elif status == "queued":
+            st.info("Waiting for a free worker…", icon=":material/hourglass_empty:")
+        elif status == "running":
+            st.info("Loading the data and the backbone…", icon=":material/hourglass_empty:")
+
+        curve = views.score_curve(events)
+        refs, refs_error = ({}, None)
+        if st.session_state.get("w_refs", True) and status != "failed":
+            refs, refs_error = ui.reference_lines(cfg)
+        if not curve.empty:
+            st.plotly_chart(curve_figure(curve, refs or {}, cfg), key=f"curve_{run_id}")
+            if refs is None:
+                st.caption("Scoring the Seen and Unseen manual prompts on the same validation users for "
+                           "reference lines…")
+            elif refs_error:
+                st.caption(f"No manual-prompt reference lines: {refs_error}")
+            elif not refs and cfg.get("criterion") == "loss":
+                st.caption("No manual-prompt reference lines for the loss criterion.")
+        log = views.swap_log(events)
+        st.markdown("**Swaps**")
+        if log.empty:
+            st.caption("No round decided yet.")
+        else:
+            st.caption(views.last_decision(events))
+            st.dataframe(log, hide_index=True, height=260, width="stretch",
+                         column_config={"round": st.column_config.NumberColumn("round", width="small")})
+        end = next((e for e in reversed(events) if e["kind"] == "run_end"), None)
+        if end:
+            st.success(f"Ended ({end['data'].get('status')}) after {end['round']} rounds: best validation "
+                       f"score {views.fmt_score(end['data'].get('best_score'))}. Test results: **Compare** page; "
+                       "per-user tokens: **Users** page.", icon=":material/flag:")
+
+    seen = st.session_state.setdefault("_watch_status", {})
+    before = seen.get(run_id)
+    seen[run_id] = status
+    if before in views.ACTIVE and status not in views.ACTIVE:
+        st.rerun()  # the whole page: stop refreshing (or pick another run if this one was deleted)
+    if refs_pending and status is not None and status not in views.ACTIVE and refs is not None:
+        st.rerun()  # the reference lines are in: stop refreshing
+
+
+def watch_panel() -> None:
+    store = ui.store()
+    runs = store.list_runs()
+    if not runs:
+        st.subheader("Watch")
+        ui.no_runs_hint()
+        return
+    c1, c2 = st.columns([5, 2], vertical_alignment="bottom")
+    with c1:
+        run_id = ui.run_picker(runs, "Watching", key="w_pick")
+    with c2:
+        st.toggle("Reference lines", value=True, key="w_refs",
+                  help="Seen and Unseen manual prompts' validation score as reference lines.")
+    run = store.get_run(run_id)
+    status = ui.effective_status(run)
+    pending = False
+    if st.session_state.get("w_refs", True) and status != "failed":
+        pending = ui.reference_lines(run["config"])[0] is None
+    every = REFRESH_S if status in views.ACTIVE or pending else None
+    st.fragment(live_view, run_every=every)(run_id, pending)
+
+
+form_col, watch_col = st.columns([1, 2], gap="large")
+with form_col:
+    with ui.guard("launch form"):
+        launch_form()
+with watch_col:
+    with ui.guard("watch"):
+        watch_panel()

@@ -1,0 +1,378 @@
+"""The Streamlit dashboard through Streamlit's AppTest (no browser): every page renders,
+the launch form refuses bad settings inline, finished runs of a fixture store show their
+tables, failed runs show their error.
+
+The fixture store is written by the real runner (``execute_run``) with the tiny demo
+store and a tiny random backbone from ``conftest``; ``PAPREC_STORE`` points the app at it.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from paprec_core.compare import compare_prompts
+from paprec_core.runner import execute_run, load_inputs
+from paprec_core.search import SearchConfig
+from paprec_core.store import RunStore
+
+pytest.importorskip("streamlit")
+from streamlit.testing.v1 import AppTest  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `dashboard` is not an installed package
+
+from dashboard.lib import studies, ui  # noqa: E402
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+PAGES = ["launch", "users", "compare", "ablations", "runs", "data"]
+TIMEOUT = 30  # seconds per script run (a run takes 0.1-2 s; the margin is for a loaded machine)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest on one intra-op thread (and leave the other core alone)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def make_config(demo_store, demo_backbone_dir):
+    def make(**kw):
+        base = dict(data=str(demo_store), backbone=str(demo_backbone_dir), trigger_length=3, personalized=True,
+                    criterion="loss", val_users=30, train_examples=32, max_rounds=4, batch_size=64, device="cpu")
+        return SearchConfig(**{**base, **kw})
+    return make
+
+
+@pytest.fixture(scope="module")
+def fixture_store(tmp_path_factory, make_config):
+    """A store with a finished personalized run (with test results), a finished non-personalized
+    run, a failed run and a finished ablation batch."""
+    path = tmp_path_factory.mktemp("store") / "runs.sqlite"
+    store = RunStore(path)
+    ids = {}
+    cfg = make_config()
+    ids["personal"] = store.create_run(cfg, name="personal")
+    assert execute_run(store, ids["personal"]) == "finished"
+    ds, backbone = load_inputs(cfg)
+    results = compare_prompts(backbone, ds, cfg, store.last_state(ids["personal"]), repetitions=1)
+    store.save_results(ids["personal"], results)
+    ids["plain"] = store.create_run(make_config(personalized=False, max_rounds=2), name="plain")
+    assert execute_run(store, ids["plain"]) == "finished"
+    ids["failed"] = store.create_run(make_config(backbone="/nonexistent/backbone"), name="broken")
+    assert execute_run(store, ids["failed"]) == "failed"
+    group = studies.group_name("trigger-position")
+    for label, c in studies.study_configs("trigger-position", make_config(personalized=False, max_rounds=2).to_dict()):
+        rid = store.create_run(SearchConfig(**c), name=f"Trigger position: {label}", group=group)
+        assert execute_run(store, rid) == "finished"
+    return path, ids
+
+
+@pytest.fixture
+def empty_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("PAPREC_STORE", str(tmp_path / "runs.sqlite"))
+    return tmp_path
+
+
+@pytest.fixture
+def store_env(fixture_store, monkeypatch):
+    path, ids = fixture_store
+    monkeypatch.setenv("PAPREC_STORE", str(path))
+    return RunStore(path), ids
+
+
+def app(page: str = "launch", run_id: int | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    if run_id is not None:
+        at.session_state[ui.SELECTED] = run_id
+    at.run()
+    if page != "launch":
+        at.switch_page(f"pages/{page}.py")
+        at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def texts(at: AppTest) -> str:
+    """Everything a reader sees as text on the page, in one string."""
+    parts = []
+    for kind in ("title", "caption", "markdown", "info", "success", "warning", "error", "subheader"):
+        parts += [str(e.value) for e in getattr(at, kind)]
+    parts += [f"{m.label} {m.value}" for m in at.metric]
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- engine helpers
+
+
+def test_reference_lines_use_the_search_s_own_validation_users(make_config):
+    from paprec_core.search import Search
+
+    from dashboard.lib import engine
+
+    cfg = make_config(criterion="surrogate", val_users=20, personalized=False)
+    ds, backbone = load_inputs(cfg)
+    assert engine.search_val_users(ds, cfg, backbone) == Search(cfg, backbone, ds).val_users
+    refs = engine.manual_reference(backbone, ds, cfg)
+    assert list(refs) == ["Seen manual (2-3)", "Unseen manual (2-13)"]
+    assert all(0.0 <= v <= 2.0 for v in refs.values())
+    assert engine.manual_reference(backbone, ds, make_config(criterion="loss")) == {}
+
+
+def test_user_metrics_with_and_without_the_user_token(make_config):
+    from dashboard.lib import engine
+
+    cfg = make_config()
+    ds, backbone = load_inputs(cfg)
+    m = engine.user_metrics(backbone, ds, cfg, [5, 6, 7], user=3, token=8)
+    assert set(m) == {"with ?", "with own token"}
+    assert {"surrogate", "HR@5", "NDCG@10"} <= set(m["with ?"])
+    plain = engine.user_metrics(backbone, ds, make_config(personalized=False), [5, 6, 7], user=3, token=None)
+    assert list(plain) == ["learned prompt"]
+
+
+# --------------------------------------------------------------------------- every page, empty store
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_every_page_renders_on_an_empty_store(empty_env, page):
+    at = app(page)
+    assert not at.error, [e.value for e in at.error]
+    assert at.title, "every page has a title"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_a_broken_store_is_one_error_line_not_a_traceback(tmp_path, monkeypatch, page):
+    bad = tmp_path / "runs.sqlite"
+    bad.write_text("this is not a database")
+    monkeypatch.setenv("PAPREC_STORE", str(bad))
+    at = app(page)  # asserts no exception
+    if page != "data":  # the data page does not read the store
+        assert any("not a usable run store" in e.value for e in at.error), [e.value for e in at.error]
+
+
+def test_launch_refuses_l_zero_inline_and_stores_nothing(empty_env):
+    at = app()
+    at.number_input(key="f_l").set_value(0)
+    at.button(key="f_start").click()
+    at.run()
+    assert not at.exception
+    errors = [e.value for e in at.error]
+    assert len(errors) == 1 and "trigger_length" in errors[0] and ">= 1" in errors[0]
+    assert RunStore(empty_env / "runs.sqlite").list_runs() == []
+
+
+def test_launch_refuses_a_missing_dataset_folder(empty_env):
+    at = app()
+    at.text_input(key="f_data").set_value(str(empty_env / "nowhere"))
+    at.button(key="f_start").click()
+    at.run()
+    assert not at.exception
+    assert any("data" in e.value and "does not exist" in e.value for e in at.error)
+
+
+# --------------------------------------------------------------------------- the fixture store
+
+
+def test_launch_page_shows_a_finished_run(store_env):
+    store, ids = store_env
+    at = app("launch", ids["personal"])
+    shown = texts(at)
+    assert "finished" in shown and "Ended (budget)" in shown
+    assert any('class="pp-prompt"' in m.value and "pp-hot" in m.value for m in at.markdown)
+    log = at.dataframe[0].value
+    assert list(log.columns) == ["round", "position", "change", "score", "kept"]
+    assert len(log) == 4 and "[T_u]" in set(log["position"])
+    assert not at.error
+
+
+def test_launch_page_shows_the_error_of_a_failed_run(store_env):
+    store, ids = store_env
+    at = app("launch", ids["failed"])
+    errors = [e.value for e in at.error]
+    assert any(f"Run #{ids['failed']} failed" in e and "nonexistent" in e for e in errors)
+    at.switch_page("pages/runs.py")  # and the app keeps working
+    at.run()
+    assert not at.exception and "broken" in texts(at)
+
+
+def test_users_page_shows_history_token_and_metrics(store_env):
+    store, ids = store_env
+    rid = ids["personal"]
+    tokens = store.user_tokens(rid)
+    assert tokens, "the fixture run gave some users a token"
+    at = app("users", rid)
+    assert not at.error, [e.value for e in at.error]
+    user = next(iter(tokens))
+    shown = texts(at)
+    assert f"User **{user}** received the token" in shown
+    assert f"**{len(tokens)}** of 60 users have their own token" in shown
+    frames = [d.value for d in at.dataframe]
+    history = frames[0]
+    assert list(history.columns) == ["#", "item", "label", "split"]
+    assert list(history["split"])[-2:] == ["validation", "test"]
+    metrics = frames[1]
+    assert set(metrics.columns) == {"with ?", "with own token"} and "HR@5" in metrics.index
+    finder = frames[2]
+    assert set(finder["user"]) <= set(tokens) and len(finder) >= 1
+    assert at.get("download_button")  # CSV of all tokens
+    # another user, typed by id
+    other = next(u for u in range(1, 61) if u not in tokens)
+    at.number_input(key=f"u_user_{rid}").set_value(other)
+    at.run()
+    assert f"User **{other}** keeps the default token" in texts(at)
+
+
+def test_compare_page_shows_the_results_table(store_env):
+    store, ids = store_env
+    at = app("compare", ids["personal"])
+    assert not at.error
+    table = next(m.value for m in at.markdown if m.value.startswith("| Metric |"))
+    assert "Seen manual (2-3)" in table and "PAP-REC personalized" in table
+    assert table.count("**") >= 2 * 5  # one bold best per metric row
+    assert "| HR@5 |" in table and "| NDCG@10 |" in table
+    assert [c.value for c in at.code][:2] == [r["text"] for r in store.results(ids["personal"])["rows"]][:2]
+
+
+def test_compare_page_computes_missing_results(store_env):
+    store, ids = store_env
+    rid = ids["plain"]
+    assert store.results(rid) is None
+    at = app("compare", rid)
+    at.button(key="c_compute").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    res = store.results(rid)
+    assert res is not None and [r["name"] for r in res["rows"]][-1] == "PAP-REC"
+    assert any(m.value.startswith("| Metric |") for m in at.markdown)
+
+
+def test_runs_page_lists_compares_and_deletes_with_confirmation(store_env, make_config):
+    store, ids = store_env
+    doomed = store.create_run(make_config(), name="doomed")
+    store.set_status(doomed, "stopped")
+    at = app("runs")
+    table = at.dataframe[0].value
+    assert {"personal", "plain", "broken", "doomed"} <= set(table["name"])
+    assert {"status", "task", "dataset", "best score", "duration"} <= set(table.columns)
+    at.multiselect(key="r_chosen").set_value([ids["personal"], ids["plain"]]).run()
+    at.button(key="r_compare").click()
+    at.run()
+    assert not at.exception
+    assert f"#{ids['personal']} vs #{ids['plain']}" in texts(at)
+    assert "personalized" in set(at.dataframe[-1].value["field"])  # the settings that differ
+    at.multiselect(key="r_chosen").set_value([doomed]).run()
+    at.button(key="r_delete").click()
+    at.run()
+    assert any("cannot be undone" in w.value for w in at.warning)
+    assert doomed in [r["id"] for r in store.list_runs()]  # nothing deleted before the confirmation
+    at.button(key="r_confirm").click()
+    at.run()
+    assert not at.exception
+    assert doomed not in [r["id"] for r in store.list_runs()]
+
+
+def test_runs_page_open_selects_the_run_for_the_other_pages(store_env):
+    store, ids = store_env
+    at = app("runs")
+    at.multiselect(key="r_chosen").set_value([ids["plain"]]).run()
+    at.button(key="r_open").click()
+    at.run()
+    assert not at.exception
+    assert at.session_state[ui.SELECTED] == ids["plain"]
+    assert at.title[0].value == "Launch & watch"
+    assert at.selectbox(key="w_pick").value == ids["plain"]
+
+
+def test_ablations_page_shows_a_batch(store_env):
+    at = app("ablations")
+    assert not at.error, [e.value for e in at.error]
+    frames = [d.value for d in at.dataframe]
+    batch = next(f for f in frames if "variant" in f.columns)
+    assert list(batch["variant"]) == ["prefix", "prefix+suffix", "suffix"]
+    assert {"best validation score", "s / round"} <= set(batch.columns)
+    assert batch["s / round"].notna().all()
+
+
+def test_ablations_launch_queues_one_run_per_variant(store_env, demo_store, demo_backbone_dir):
+    store, _ = store_env
+    at = app("ablations")
+    at.text_input(key="a_data").set_value(str(demo_store))
+    at.text_input(key="a_backbone").set_value(str(demo_backbone_dir))
+    at.number_input(key="a_epochs").set_value(1)
+    at.button(key="a_launch_criterion").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    runner = ui._runner(str(store.path))
+    batch = [r for r in store.list_runs() if (studies.parse_group(r["group"]) or ("",))[0] == "criterion"]
+    assert sorted(store.get_run(r["id"])["config"]["criterion"] for r in batch) == ["full", "loss", "surrogate"]
+    for r in batch:  # a tiny search; never leave threads running at the end of the test
+        runner.stop(r["id"])
+    for r in batch:
+        assert runner.wait(r["id"], timeout=120) in ("finished", "stopped")
+
+
+def test_data_page_shows_table_4_statistics(empty_env, demo_store):
+    at = app("data")
+    at.text_area(key="d_paths").set_value(str(demo_store))
+    at.run()
+    assert not at.exception and not at.error
+    row = at.dataframe[0].value.iloc[0]
+    assert row["Dataset"] == "store" and row["#Users"] == "60"
+    assert row["Density"].endswith("%")
+
+
+def test_ablations_compute_missing_test_results(store_env):
+    store, _ = store_env
+    at = app("ablations")
+    at.button(key="a_test_trigger-position").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    batch = next(d.value for d in at.dataframe if "variant" in d.value.columns)
+    assert "test HR@5" in batch.columns and batch["test HR@5"].notna().all()
+
+
+def test_data_page_pretrains_a_backbone_in_the_background(empty_env, demo_store):
+    at = app("data")
+    at.text_input(key="p_data").set_value(str(demo_store))
+    at.text_input(key="p_out").set_value(str(empty_env / "bb"))
+    at.multiselect(key="p_tasks").set_value(["sequential"])
+    for key, value in (("p_epochs", 1), ("p_dmodel", 16), ("p_layers", 1), ("p_heads", 2), ("p_dff", 32),
+                       ("p_vocab", 300), ("p_val_users", 20)):
+        at.number_input(key=key).set_value(value)
+    at.button(key="p_start").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    end = time.time() + 120
+    while time.time() < end and not any("Backbone ready" in s.value for s in at.success):
+        time.sleep(0.5)
+        at.run()
+    assert any("Backbone ready" in s.value for s in at.success), texts(at)
+    assert (empty_env / "bb" / "model.safetensors").exists()
+    assert any("Job 1" in m.value and "finished" in m.value for m in at.markdown)
+
+
+def test_a_run_whose_process_died_shows_as_interrupted_and_resumable(store_env, make_config):
+    import socket
+    import sqlite3
+
+    store, _ = store_env
+    rid = store.create_run(make_config(), name="orphan")
+    store.set_status(rid, "running")
+    with sqlite3.connect(store.path) as con:  # as if the server that ran it had been killed
+        con.execute("UPDATE runs SET owner = ? WHERE id = ?", (f"{socket.gethostname()}:999999999", rid))
+    try:
+        at = app("launch", rid)
+        assert any("Interrupted" in w.value for w in at.warning)
+        assert at.button(key=f"resume_{rid}")
+        at.switch_page("pages/runs.py")
+        at.run()
+        assert "interrupted" in set(at.dataframe[0].value["status"])
+    finally:
+        store.delete_run(rid)
