@@ -157,8 +157,30 @@ def _shift_words(words: torch.Tensor, max_offset: int, seed: int, step: int) -> 
     return torch.where(words > 0, (words + offset).clamp(max=MAX_WORDS - 1), words)
 
 
+def write_recipe(out: Path, cfg: PretrainConfig, state: dict, command: str | None, model: Backbone) -> None:
+    """``RECIPE.md`` next to the weights: how to make this backbone again, and how it trained."""
+    import platform
+
+    lines = ["# How this backbone was made", ""]
+    if command:
+        lines += ["Reproduce (resumes if interrupted):", "", "```bash", command, "```", ""]
+    n_params = sum(p.numel() for p in model.parameters())
+    lines += [f"- dataset: `{model.meta.get('dataset')}` (fingerprint `{model.meta.get('data_fingerprint')}`), "
+              f"{model.meta.get('n_users')} users, {model.meta.get('n_items')} items",
+              f"- parameters: {n_params:,}; tokenizer: {model.tokenizer.n_pieces} SentencePiece pieces + "
+              f"{model.tokenizer.vocab_size - model.tokenizer.n_pieces} entity tokens",
+              f"- training time: {state['seconds'] / 60:.1f} min on {platform.processor() or platform.machine()} "
+              f"({torch.get_num_threads()} threads, torch {torch.__version__})",
+              "", "Recipe:", "", "```json", json.dumps(asdict(cfg), indent=2), "```", "",
+              "| epoch | last batch loss | val HR@5 (Seen prompt) | minutes |", "|---|---|---|---|"]
+    for h in state["history"]:
+        scores = ", ".join(f"{k} {v:.3f}" for k, v in h["val_HR@5"].items())
+        lines.append(f"| {h['epoch']} | {h['loss']:.3f} | {scores} | {h['seconds'] / 60:.1f} |")
+    (out / "RECIPE.md").write_text("\n".join(lines) + "\n")
+
+
 def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfig(), spiece=None,
-             device=None, progress: bool = True, on_epoch=None) -> Backbone:
+             device=None, progress: bool = True, on_epoch=None, command: str | None = None) -> Backbone:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -245,4 +267,5 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
     bar.close()
     model.meta["history"] = state["history"]
     model.save(out)
+    write_recipe(out, cfg, state, command, model)
     return model
