@@ -111,19 +111,21 @@ def texts(at: AppTest) -> str:
 # --------------------------------------------------------------------------- engine helpers
 
 
-def test_reference_lines_use_the_search_s_own_validation_users(make_config):
+def test_reference_lines_come_from_the_run_s_start_event(make_config):
+    """The search scores Seen/Unseen on its own validation users; the page only reads them."""
     from paprec_core.search import Search
 
-    from dashboard.lib import engine
+    from dashboard.lib import views
+    from paprec_core.runner import load_inputs
 
-    cfg = make_config(criterion="surrogate", val_users=20, personalized=False)
+    cfg = make_config()
     ds, backbone = load_inputs(cfg)
-    assert engine.search_val_users(ds, cfg, backbone) == Search(cfg, backbone, ds).val_users
-    refs = engine.manual_reference(backbone, ds, cfg)
-    assert list(refs) == ["Seen manual (2-3)", "Unseen manual (2-13)"]
-    assert all(0.0 <= v <= 2.0 for v in refs.values())
-    assert engine.manual_reference(backbone, ds, make_config(criterion="loss")) == {}
-
+    events = []
+    search = Search(cfg, backbone, ds, lambda e: events.append({"kind": e.kind, "data": e.data}))
+    refs = search.manual_references()
+    assert set(refs) == {"Seen manual (2-3)", "Unseen manual (2-13)"}
+    search.run()
+    assert views.references(events) == refs
 
 def test_user_metrics_with_and_without_the_user_token(make_config):
     from dashboard.lib import engine

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import logging
 import os
-import threading
 import traceback
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
 import streamlit as st
@@ -96,42 +94,6 @@ def search_config(cfg: dict):
 
 
 @st.cache_resource(show_spinner=False)
-def _reference_jobs():
-    """One background worker for the reference lines, and their futures by key (per server)."""
-    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="paprec-reference"), {}, threading.Lock()
-
-
-def _reference(data: str, backbone_path: str, task: str, val_users, seed: int, criterion: str, alpha,
-               ranking: str) -> dict[str, float]:
-    from paprec_core.search.config import SearchConfig
-
-    if criterion == "loss":
-        return {}
-    cfg = SearchConfig(data=data, backbone=backbone_path, task=task, val_users=val_users, seed=seed,
-                       criterion=criterion, alpha=alpha, ranking=ranking)
-    return engine.manual_reference(engine.load_backbone(str(resolve(backbone_path))),
-                                   engine.load_data(str(resolve(data)), task == "explanation"), cfg)
-
-
-def reference_lines(cfg: dict) -> tuple[dict[str, float] | None, str | None]:
-    """Seen/Unseen manual prompts' validation score on the run's validation users, computed once per
-    (data, backbone, task, val users, seed, criterion, alpha, ranking) in a background thread, so that
-    no page waits for it: ``(None, None)`` while it runs, then ``(values, None)`` or ``({}, error)``."""
-    key = (cfg["data"], cfg["backbone"], cfg["task"], cfg.get("val_users"), int(cfg.get("seed", 0)),
-           cfg.get("criterion", "surrogate"), cfg.get("alpha"), cfg.get("ranking", "fast"))
-    pool, futures, lock = _reference_jobs()
-    with lock:
-        fut = futures.get(key)
-        if fut is None:
-            futures[key] = fut = pool.submit(_reference, *key)
-    if not fut.done():
-        return None, None
-    if fut.exception() is not None:
-        e = fut.exception()
-        return {}, str(e) if isinstance(e, PapRecError) else f"{type(e).__name__}: {e}"
-    return fut.result(), None
-
-
 @st.cache_data(show_spinner="Scoring this user…", max_entries=256)
 def user_metrics(run_id: int, cfg: dict, task_tokens: tuple, user: int, token: int | None) -> dict:
     c = search_config(cfg)

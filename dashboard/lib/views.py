@@ -422,3 +422,9 @@ def stats_row(name: str, stats: dict) -> dict:
             "#Interactions": f"{stats['interactions']:,}", "Density": f"{100 * stats['density']:.4f}%",
             "History min / mean / max": f"{stats['min_history']} / {stats['mean_history']:.1f} / "
                                         f"{stats['max_history']}"}
+
+
+def references(events: list[dict]) -> dict[str, float]:
+    """The Seen/Unseen manual prompts' validation score that the search recorded at its start."""
+    start = next((e for e in events if e["kind"] == "run_start"), None)
+    return dict(start["data"].get("references") or {}) if start else {}

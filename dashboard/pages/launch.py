@@ -124,7 +124,7 @@ def criterion_label(cfg: dict) -> str:
     return "HR@10 + α·NDCG@10" if crit == "full" else "HR@5 + α·NDCG@5"
 
 
-def live_view(run_id: int, refs_pending: bool = False) -> None:
+def live_view(run_id: int) -> None:
     store = ui.store()
     status, refs = None, {}
     with ui.guard("watch"):
@@ -175,18 +175,10 @@ def live_view(run_id: int, refs_pending: bool = False) -> None:
             st.info("Loading the data and the backbone…", icon=":material/hourglass_empty:")
 
         curve = views.score_curve(events)
-        refs, refs_error = ({}, None)
-        if st.session_state.get("w_refs", True) and status != "failed":
-            refs, refs_error = ui.reference_lines(cfg)
+        # the search scores the manual prompts on its own validation users when it starts
+        refs = views.references(events) if st.session_state.get("w_refs", True) else {}
         if not curve.empty:
-            st.plotly_chart(curve_figure(curve, refs or {}, cfg), key=f"curve_{run_id}")
-            if refs is None:
-                st.caption("Scoring the Seen and Unseen manual prompts on the same validation users for "
-                           "reference lines…")
-            elif refs_error:
-                st.caption(f"No manual-prompt reference lines: {refs_error}")
-            elif not refs and cfg.get("criterion") == "loss":
-                st.caption("No manual-prompt reference lines for the loss criterion.")
+            st.plotly_chart(curve_figure(curve, refs, cfg), key=f"curve_{run_id}")
         log = views.swap_log(events)
         st.markdown("**Swaps**")
         if log.empty:
@@ -206,8 +198,6 @@ def live_view(run_id: int, refs_pending: bool = False) -> None:
     seen[run_id] = status
     if before in views.ACTIVE and status not in views.ACTIVE:
         st.rerun()  # the whole page: stop refreshing (or pick another run if this one was deleted)
-    if refs_pending and status is not None and status not in views.ACTIVE and refs is not None:
-        st.rerun()  # the reference lines are in: stop refreshing
 
 
 def watch_panel() -> None:
@@ -225,11 +215,8 @@ def watch_panel() -> None:
                   help="Seen and Unseen manual prompts' validation score as reference lines.")
     run = store.get_run(run_id)
     status = ui.effective_status(run)
-    pending = False
-    if st.session_state.get("w_refs", True) and status != "failed":
-        pending = ui.reference_lines(run["config"])[0] is None
-    every = REFRESH_S if status in views.ACTIVE or pending else None
-    st.fragment(live_view, run_every=every)(run_id, pending)
+    every = REFRESH_S if status in views.ACTIVE else None
+    st.fragment(live_view, run_every=every)(run_id)
 
 
 form_col, watch_col = st.columns([1, 2], gap="large")

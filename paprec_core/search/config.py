@@ -18,6 +18,9 @@ PRESETS = {
     "quick": {"train_examples": 256, "val_users": 400, "max_epochs": 6},
     "full": {"train_examples": None, "val_users": None, "max_epochs": 50},
 }
+# Explanation candidates are judged by generating text (beam search per example),
+# about 20x the cost of ranking items: the quick preset judges on fewer users.
+QUICK_EXPLANATION_VAL_USERS = 100
 
 
 @dataclass
@@ -65,7 +68,10 @@ class SearchConfig:
     def preset(cls, name: str, **overrides) -> "SearchConfig":
         if name not in PRESETS:
             raise ConfigError("preset", f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
+        values = dict(PRESETS[name])
+        if name == "quick" and overrides.get("task") == "explanation":
+            values["val_users"] = QUICK_EXPLANATION_VAL_USERS
+        return cls(**{**values, **overrides})
 
     def validate(self) -> "SearchConfig":
         """Refuse a config that cannot run, naming the field; returns self."""

@@ -53,7 +53,7 @@ class Scorer:
         for start in range(0, len(inputs), self.cfg.batch_size):
             part = np.arange(start, min(start + self.cfg.batch_size, len(inputs)))
             labels = self.data.labels[part]
-            labels = labels[:, : int((labels != -100).sum(1).max())]
+            labels = labels[:, : int((labels != -100).sum(1).max())].contiguous()
             batch = self.backbone.batch([inputs[i] for i in part])
             batch.labels = labels.to(self.backbone.device)
             out[part] = self._score_batch(batch, part)

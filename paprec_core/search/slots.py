@@ -83,7 +83,8 @@ class SlottedSet:
         if user_tokens is not None and bool((user_pos >= 0).all()):
             ids.scatter_(1, user_pos[:, None], user_tokens[self.user_id[rows]][:, None])
         labels = self.labels[rows]
-        labels = labels[:, : int((labels != -100).sum(1).max())]
+        # contiguous: HF's loss views the labels flat
+        labels = labels[:, : int((labels != -100).sum(1).max())].contiguous()
         dev = device or torch.device("cpu")
         b = Batch(ids.to(dev), self.words[rows, :S].to(dev), (ids != PAD_ID).long().to(dev), labels.to(dev))
         return b, task_pos.to(dev), user_pos.to(dev)
