@@ -23,7 +23,7 @@ def _warm_up() -> threading.Thread:
     """Import the engine (torch, transformers) once per server, off the script thread."""
     def work():
         try:
-            import paprec_core.search  # noqa: F401
+            import paprec_core.search.loop  # noqa: F401  (torch, transformers)
         except Exception:  # noqa: BLE001 - a real import error shows where the engine is used
             pass
 

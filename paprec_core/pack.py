@@ -41,7 +41,7 @@ from .backbone import Backbone, ItemTrie
 from .data import N_NEGATIVES, Example, P5Dataset
 from .errors import PapRecError
 from .prompts import TASK_ARGS, render
-from .ranking import first_step_item_logits, rank_items
+from .ranking import first_step_item_logits, item_loglik, rank_items
 from .search.config import LAYOUTS, TASKS, USER_POSITIONS, SearchConfig
 from .search.slots import TASK, USER, default_user_token, layout_tokens, prompt_text
 from .tokenizer import EOS_ID
@@ -339,7 +339,7 @@ def _rank_sequential(pack, backbone, ds, ex, pool, top_k):
     trie = ItemTrie([tok.item_sequence(i) for i in pool])  # history items cannot be answered
     items = rank_items(backbone, batch, [ex], top_k=k, method="beam", num_beams=max(20, k), trie=trie)[0]
     items = [i for i in dict.fromkeys(items) if i in set(pool)]
-    return list(zip(items, _item_loglik(backbone, batch, items)))
+    return list(zip(items, item_loglik(backbone, batch, items)))
 
 
 def _rank_matching(pack, backbone, ds, user, pool, top_k):
@@ -370,25 +370,4 @@ def _score_lists(pack, backbone, ds, user, lists) -> list[list[tuple[int, float]
             out.append(list(zip(c, torch.log_softmax(logits[b, idx], -1).tolist())))
         return out
     enc = backbone.encode(batch)
-    return [list(zip(c, _item_loglik(backbone, batch, c, enc, b))) for b, c in enumerate(lists)]
-
-
-@torch.inference_mode()
-def _item_loglik(backbone: Backbone, batch, items, enc=None, b: int = 0) -> list[float]:
-    """Per-token log-likelihood of each item's pieces as the answer to example ``b`` of ``batch``."""
-    if not items:
-        return []
-    tok = backbone.tokenizer
-    enc = backbone.encode(batch) if enc is None else enc
-    targets = [tok.item_sequence(i) for i in items]
-    T = max(len(t) for t in targets)
-    labels = torch.full((len(targets), T), -100, dtype=torch.long, device=enc.device)
-    for i, t in enumerate(targets):
-        labels[i, : len(t)] = torch.tensor(t)
-    n = len(targets)
-    logits = backbone.t5(encoder_outputs=(enc[b: b + 1].expand(n, -1, -1),),
-                         attention_mask=batch.attention_mask[b: b + 1].expand(n, -1), labels=labels).logits
-    logp = torch.log_softmax(logits.float(), -1)
-    mask = labels != -100
-    score = (logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask).sum(1) / mask.sum(1)
-    return score.tolist()
+    return [list(zip(c, item_loglik(backbone, batch, c, enc, b))) for b, c in enumerate(lists)]

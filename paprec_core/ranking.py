@@ -85,24 +85,36 @@ def _parse_item(backbone: Backbone, seq: list[int]) -> int:
 
 
 def _rank_candidates_by_likelihood(backbone: Backbone, batch: Batch, examples: list[Example], top_k: int):
-    tok = backbone.tokenizer
     enc = backbone.encode(batch)
     out = []
     for b, ex in enumerate(examples):
-        targets = [tok.item_sequence(c) for c in ex.candidates]
-        T = max(len(t) for t in targets)
-        labels = torch.full((len(targets), T), -100, dtype=torch.long, device=enc.device)
-        for i, t in enumerate(targets):
-            labels[i, : len(t)] = torch.tensor(t)
-        n = len(targets)
-        logits = backbone.t5(encoder_outputs=(enc[b: b + 1].expand(n, -1, -1),),
-                             attention_mask=batch.attention_mask[b: b + 1].expand(n, -1), labels=labels).logits
-        logp = torch.log_softmax(logits.float(), -1)
-        mask = labels != -100
-        score = (logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask).sum(1) / mask.sum(1)
-        order = score.topk(min(top_k, n)).indices.tolist()
+        score = torch.tensor(item_loglik(backbone, batch, list(ex.candidates), enc, b))
+        order = score.topk(min(top_k, len(score))).indices.tolist()
         out.append([ex.candidates[i] for i in order])
     return out
+
+
+@torch.inference_mode()
+def item_loglik(backbone: Backbone, batch: Batch, items: list[int], enc: torch.Tensor | None = None,
+                b: int = 0) -> list[float]:
+    """Teacher-forced log-likelihood of each item's answer sequence for example ``b`` of ``batch``,
+    length-normalised like HF's beam score."""
+    if not items:
+        return []
+    tok = backbone.tokenizer
+    enc = backbone.encode(batch) if enc is None else enc
+    targets = [tok.item_sequence(i) for i in items]
+    T = max(len(t) for t in targets)
+    labels = torch.full((len(targets), T), -100, dtype=torch.long, device=enc.device)
+    for i, t in enumerate(targets):
+        labels[i, : len(t)] = torch.tensor(t)
+    n = len(targets)
+    logits = backbone.t5(encoder_outputs=(enc[b: b + 1].expand(n, -1, -1),),
+                         attention_mask=batch.attention_mask[b: b + 1].expand(n, -1), labels=labels).logits
+    logp = torch.log_softmax(logits.float(), -1)
+    mask = labels != -100
+    score = (logp.gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1) * mask).sum(1) / mask.sum(1)
+    return score.tolist()
 
 
 @torch.inference_mode()

@@ -94,3 +94,15 @@ def demo_text_backbone(text_tokenizer):
 def demo_backbone_dir(demo_entity_backbone, tmp_path_factory) -> Path:
     """``demo_entity_backbone`` saved as a backbone folder (what runs, the CLI and the store point at)."""
     return demo_entity_backbone.save(tmp_path_factory.mktemp("backbone") / "backbone")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models run fastest, and bit for bit like a CLI subprocess, on one intra-op thread
+    (and the suite shares 2 cores with whatever else the machine does)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import pytest
-import torch
 
 from paprec_core.compare import compare_prompts
 from paprec_core.runner import execute_run, load_inputs
@@ -32,13 +31,6 @@ PAGES = ["launch", "users", "compare", "ablations", "runs", "data"]
 TIMEOUT = 30  # seconds per script run (a run takes 0.1-2 s; the margin is for a loaded machine)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one intra-op thread (and leave the other core alone)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

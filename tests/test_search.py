@@ -12,12 +12,6 @@ from paprec_core.search.candidates import allowed_vocabulary, slot_gradients, to
 from paprec_core.search.slots import prompt_text
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def _search(backbone, ds, **kw):

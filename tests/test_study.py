@@ -1,0 +1,108 @@
+"""The study command end to end on the tiny demo store: interrupted, resumed, then a no-op rerun."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from paprec_core.cli import main
+from paprec_core.errors import PapRecError
+from paprec_core.study import Study, StudyInterrupted, StudyOptions, build_plan, run_study
+from paprec_core.store import RunStore
+
+
+
+
+def test_plan_reuses_main_runs_for_default_variants():
+    opts = StudyOptions(data="d", backbone="b", tasks=["sequential", "matching"]).validate()
+    steps, layout = build_plan(opts)
+    names = [s.name for s in steps]
+    assert len(names) == len(set(names))
+    ab = layout["ablations"]
+    main = layout["tasks"]["sequential"]
+    assert dict(ab["layout"])["suffix"] == main["non_personalized"]
+    assert dict(ab["user_position"])["end"] == main["personalized"]
+    assert dict(ab["length"])["5"] == main["non_personalized"]
+    assert dict(ab["criterion"])["surrogate"] == main["non_personalized"]
+    searches = [s for s in steps if s.kind == "search"]
+    # 2 tasks x 2 + prefix, prefix+suffix, before, between, l = 1, 3, 7, loss, full
+    assert len(searches) == 4 + 2 + 2 + 3 + 2
+    assert {s.name for s in steps if s.kind == "ablation-test"} == {
+        "ablation-test/" + s.name.split("/", 1)[1] for s in searches if s.name.startswith("ablation/")}
+    assert not any(s.task == "matching" and s.name.startswith("ablation") for s in steps)
+    # without ablations: only the per-task steps
+    steps, layout = build_plan(StudyOptions(data="d", backbone="b", ablations=False).validate())
+    assert {s.kind for s in steps} == {"baselines", "search", "test"} and layout["ablations"] == {}
+
+
+def test_study_runs_resumes_and_then_does_nothing(demo_store, demo_backbone_dir, tmp_path, monkeypatch):
+    db = tmp_path / "runs.sqlite"
+    monkeypatch.setenv("PAPREC_STORE", str(db))
+    out = tmp_path / "report"
+    argv = ["study", "--data", str(demo_store), "--backbone", str(demo_backbone_dir), "--out", str(out),
+            "--preset", "smoke", "--tasks", "sequential", "matching", "--criterion", "loss",
+            "--trigger-length", "2", "--lengths", "1", "2", "--criteria", "loss", "surrogate",
+            "--repetitions", "2", "--device", "cpu", "--quiet"]
+    opts = StudyOptions(data=str(demo_store), backbone=str(demo_backbone_dir), out=str(out), preset="smoke",
+                        tasks=["sequential", "matching"], criterion="loss", trigger_length=2, lengths=[1, 2],
+                        criteria=["loss", "surrogate"], repetitions=2, device="cpu")
+    store = RunStore(db)
+
+    # 1. interrupted inside the first search, after its first completed round
+    with pytest.raises(StudyInterrupted):
+        run_study(opts, should_stop=lambda: any(r["rounds"] >= 1 for r in store.list_runs()), verbose=False)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["store"] == str(db.resolve())
+    first = manifest["steps"]["search/sequential/non-personalized"]
+    assert first["status"] == "running"
+    (stopped,) = store.list_runs()
+    assert stopped["id"] == first["run_id"] and stopped["status"] == "stopped" and stopped["rounds"] == 1
+    assert "incomplete" in (out / "README.md").read_text()
+
+    # 2. the same command continues: the stopped run resumes (same id), everything else runs once
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert all(e["status"] == "done" for e in manifest["steps"].values())
+    assert set(manifest["plan_steps"]) == set(manifest["steps"])
+    runs = store.list_runs()
+    run_ids = {e["run_id"] for e in manifest["steps"].values() if e["kind"] == "search"}
+    assert {r["id"] for r in runs} == run_ids and len(runs) == 10
+    assert all(r["status"] == "finished" and r["group"] == "study:store" for r in runs)
+    assert store.get_run(first["run_id"])["rounds"] == 2  # resumed, not restarted
+    assert all(store.results(r["id"]) is not None for r in runs)
+    assert all(e["wall_s"] >= 0 for e in manifest["steps"].values())
+
+    readme = (out / "README.md").read_text()
+    for text in ("## Commands", "## Hardware and software", "## Backbone check", "Item-to-item transitions",
+                 "## Sequential recommendation: test results", "## User-item matching: test results",
+                 "| Seen manual (2-3) | Unseen manual (2-13) | Non-personalized (PAP-REC) | Personalized (PAP-REC) |",
+                 "users got their own token", "Trigger position (paper Table 12", "Position of [T_u] (paper Table 13",
+                 "Trigger length l (paper Fig. 3", "time per round (paper Table 3)", "## Differences from the paper",
+                 "Unseen manual trails Seen manual", "**Status:** complete"):
+        assert text in readme, text
+    for name in ("length_sweep", "criterion", "user_tokens_sequential", "user_tokens_matching",
+                 "validation_sequential", "validation_matching", "validation_ablations"):
+        png = out / "plots" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"plots/{name}.png" in readme
+    assert json.loads((out / "results.json").read_text())["tasks"]["sequential"]["test"]["rows"]
+    assert not (out / ".study.lock").exists()
+
+    # 3. once more: every step is skipped, nothing new in the store
+    events = {r["id"]: len(store.events(r["id"])) for r in runs}
+    study = run_study(StudyOptions(**{**opts.__dict__, "store": None}), verbose=False)
+    assert study.done_now == []
+    assert {r["id"] for r in store.list_runs()} == run_ids
+    assert {r["id"]: len(store.events(r["id"])) for r in store.list_runs()} == events
+    assert len(json.loads((out / "manifest.json").read_text())["invocations"]) == 3
+
+
+def test_study_refuses_another_store_for_the_same_folder(demo_store, demo_backbone_dir, tmp_path):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "manifest.json").write_text(json.dumps({"version": 1, "store": str(tmp_path / "a.sqlite"), "steps": {}}))
+    opts = StudyOptions(data=str(demo_store), backbone=str(demo_backbone_dir), out=str(out),
+                        store=str(tmp_path / "b.sqlite"), preset="smoke", tasks=["sequential"])
+    with pytest.raises(PapRecError, match="belongs to the run store"):
+        Study(opts, verbose=False)
