@@ -61,7 +61,10 @@ def cmd_pretrain(args) -> None:
                          d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, d_ff=args.d_ff,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          max_history=args.max_history, threads=args.threads)
-    model = pretrain(ds, args.out, cfg, spiece=args.spiece, device=args.device)
+    import shlex
+
+    command = "python -m paprec_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    model = pretrain(ds, args.out, cfg, spiece=args.spiece, device=args.device, command=command)
     print(f"backbone written to {args.out}: {sum(p.numel() for p in model.parameters()):,} parameters")
 
 
@@ -158,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     cli_runs.register(sub)
     cli_results.register(sub)
+    from . import study  # the paper's study as one resumable command
+
+    study.register(sub)
     return p
 
 

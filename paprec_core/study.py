@@ -1,0 +1,735 @@
+"""The paper's study (§5) as one resumable command: ``python -m paprec_core study``.
+
+For each task it runs, in order:
+
+1. ``baselines/<task>``: the backbone's Seen-manual test metrics next to the
+   most-popular and item-to-item transition baselines (no search; a reader
+   judges the backbone by it before trusting any prompt comparison);
+2. ``search/<task>/non-personalized`` and ``search/<task>/personalized``: two
+   searches, each a run in the run store (group ``study:<dataset>``);
+3. ``test/<task>``: the paper's test protocol (:func:`~paprec_core.compare.compare_prompts`:
+   beam 20 / top-10, repeated runs, paired tests) over Seen manual, Unseen manual,
+   the non-personalized and the personalized prompt, saved with both runs.
+
+Then, on one task (the first by default), the ablations: trigger position
+(Table 12), position of ``[T_u]`` (Table 13), trigger length (Fig. 3) and
+selection criterion with time per round (Fig. 4, Table 3). A variant whose
+config equals a run that already exists (suffix, ``[T_u]`` at the end, the
+default length and criterion) reuses that run. Each other variant is a run
+plus an ``ablation-test/...`` step (its test metrics, saved with the run).
+
+Resumable: ``<out>/manifest.json`` maps each step to its run id, status and
+wall time, and is rewritten after every change. Running the same command again
+skips finished steps, resumes a stopped or killed run from its last completed
+round (:func:`~paprec_core.runner.execute_run` with ``resume=True``) and redoes only
+what is missing or what the options changed (a search whose config changed
+gets a new run; a test whose inputs changed is redone). Every invocation ends
+by writing the report (:mod:`paprec_core.report`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+import signal
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import ConfigError, PapRecError
+from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig
+
+MANIFEST = "manifest.json"
+MANIFEST_VERSION = 1
+
+# the study's budgets: the search presets plus a tiny one for smoke tests
+STUDY_PRESETS = {
+    **PRESETS,
+    "smoke": {"train_examples": 32, "val_users": 20, "max_epochs": 1, "max_rounds": 2, "batch_size": 64},
+}
+DEFAULT_LENGTHS = (1, 3, 5, 7)        # Fig. 3
+DEFAULT_CRITERIA = ("loss", "surrogate", "full")  # Fig. 4 / Table 3
+NP_ROW = "PAP-REC"                     # compare.LEARNED_ROW
+P_ROW = "PAP-REC personalized"         # compare.PERSONAL_ROW
+TASK_ONLY_ROW = "PAP-REC (task tokens only)"
+
+
+class StudyInterrupted(PapRecError):
+    """The study stopped before its last step (Ctrl-C or ``should_stop``); run it again to continue."""
+
+
+# --------------------------------------------------------------------------- options
+
+
+@dataclass
+class StudyOptions:
+    data: str
+    backbone: str
+    out: str | None = None                 # default: reports/<dataset>
+    store: str | None = None               # default: the manifest's store, else $PAPREC_STORE / user folder
+    preset: str = "quick"
+    tasks: list[str] = field(default_factory=lambda: ["sequential", "matching"])
+    ablations: bool = True
+    ablation_task: str | None = None       # default: the first task
+    repetitions: int = 5
+    budget_rounds: int | None = None       # caps max_rounds of every search
+    criterion: str = "surrogate"           # of the main searches
+    trigger_length: int = 5                # l of the main searches
+    lengths: list[int] = field(default_factory=lambda: list(DEFAULT_LENGTHS))
+    criteria: list[str] = field(default_factory=lambda: list(DEFAULT_CRITERIA))
+    layouts: list[str] = field(default_factory=lambda: ["prefix", "prefix+suffix", "suffix"])
+    user_positions: list[str] = field(default_factory=lambda: ["before", "between", "end"])
+    test_users: int | None = None          # a fixed sample of test users (None: the whole split)
+    ranking: str = "fast"
+    device: str = "auto"
+    seed: int = 0
+
+    def validate(self) -> "StudyOptions":
+        if self.preset not in STUDY_PRESETS:
+            raise ConfigError("preset", f"unknown preset {self.preset!r}; choose one of {', '.join(STUDY_PRESETS)}")
+        if not self.tasks:
+            raise ConfigError("tasks", "name at least one task")
+        for t in self.tasks:
+            if t not in TASKS:
+                raise ConfigError("tasks", f"{t!r} is not one of {', '.join(TASKS)}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError("tasks", "a task is named twice")
+        if self.ablation_task is not None and self.ablation_task not in self.tasks:
+            raise ConfigError("ablation_task", f"{self.ablation_task!r} is not among --tasks")
+        for name in ("repetitions", "trigger_length"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")
+        for name in ("budget_rounds", "test_users"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")
+        for name, options in (("criterion", CRITERIA), ("ranking", RANKINGS)):
+            if getattr(self, name) not in options:
+                raise ConfigError(name, f"{getattr(self, name)!r} is not one of {', '.join(options)}")
+        for name, options in (("criteria", CRITERIA), ("layouts", LAYOUTS), ("user_positions", USER_POSITIONS)):
+            for v in getattr(self, name):
+                if v not in options:
+                    raise ConfigError(name, f"{v!r} is not one of {', '.join(options)}")
+        for v in self.lengths:
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError("lengths", f"trigger lengths must be whole numbers >= 1, got {v!r}")
+        return self
+
+    @property
+    def ablation_on(self) -> str | None:
+        if not self.ablations:
+            return None
+        return self.ablation_task or self.tasks[0]
+
+    def command(self, store: str | None = None, out: str | None = None) -> list[str]:
+        """The study command line that reproduces these options (as argv after ``python -m paprec_core``)."""
+        argv = ["study", "--data", self.data, "--backbone", self.backbone]
+        if store or self.store:
+            argv += ["--store", str(store or self.store)]
+        if out or self.out:
+            argv += ["--out", str(out or self.out)]
+        argv += ["--preset", self.preset, "--tasks", *self.tasks, "--repetitions", str(self.repetitions)]
+        d = StudyOptions(data=self.data, backbone=self.backbone)
+        if self.budget_rounds is not None:
+            argv += ["--budget-rounds", str(self.budget_rounds)]
+        if self.criterion != d.criterion:
+            argv += ["--criterion", self.criterion]
+        if self.trigger_length != d.trigger_length:
+            argv += ["--trigger-length", str(self.trigger_length)]
+        if self.test_users is not None:
+            argv += ["--test-users", str(self.test_users)]
+        if self.ranking != d.ranking:
+            argv += ["--ranking", self.ranking]
+        if self.device != d.device:
+            argv += ["--device", self.device]
+        if self.seed != d.seed:
+            argv += ["--seed", str(self.seed)]
+        if not self.ablations:
+            argv.append("--no-ablations")
+        else:
+            if self.ablation_task is not None:
+                argv += ["--ablation-task", self.ablation_task]
+            for name, flag in (("lengths", "--lengths"), ("criteria", "--criteria"), ("layouts", "--layouts"),
+                               ("user_positions", "--user-positions")):
+                if list(getattr(self, name)) != list(getattr(d, name)):
+                    argv += [flag, *map(str, getattr(self, name))]
+        return argv
+
+
+# --------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Step:
+    name: str
+    kind: str                 # baselines | search | test | ablation-test
+    task: str
+    label: str
+    config: dict | None = None            # search: the run's SearchConfig
+    deps: list[str] = field(default_factory=list)  # test: the search steps it tests
+    params: dict = field(default_factory=dict)     # what else the result depends on
+
+
+def base_config(opts: StudyOptions, task: str, **overrides) -> SearchConfig:
+    """The search config of the study's budget for one task (a preset, then the study's options)."""
+    values = {**STUDY_PRESETS[opts.preset], "data": opts.data, "backbone": opts.backbone, "task": task,
+              "trigger_length": opts.trigger_length, "criterion": opts.criterion, "ranking": opts.ranking,
+              "device": opts.device, "seed": opts.seed}
+    if opts.budget_rounds is not None:
+        cap = values.get("max_rounds")
+        values["max_rounds"] = opts.budget_rounds if cap is None else min(cap, opts.budget_rounds)
+    return SearchConfig(**{**values, **overrides}).validate()
+
+
+def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
+    """Ordered steps, and the layout the report needs: the main steps per task and the ablation tables."""
+    steps: list[Step] = []
+    by_config: dict[str, str] = {}  # config JSON -> search step name (variants equal to a run reuse it)
+    test_params = {"repetitions": opts.repetitions, "test_users": opts.test_users, "ranking": opts.ranking,
+                   "seed": opts.seed}
+
+    def search(name: str, task: str, label: str, cfg: SearchConfig) -> str:
+        key = json.dumps(cfg.to_dict(), sort_keys=True)
+        if key in by_config:
+            return by_config[key]
+        by_config[key] = name
+        steps.append(Step(name, "search", task, label, config=cfg.to_dict()))
+        return name
+
+    layout: dict = {"tasks": {}, "ablation_task": opts.ablation_on, "ablations": {}}
+    for task in opts.tasks:
+        steps.append(Step(f"baselines/{task}", "baselines", task, f"backbone check ({task})", params=test_params))
+    for task in opts.tasks:
+        np_step = search(f"search/{task}/non-personalized", task, f"{task} non-personalized",
+                         base_config(opts, task))
+        p_step = search(f"search/{task}/personalized", task, f"{task} personalized",
+                        base_config(opts, task, personalized=True))
+        steps.append(Step(f"test/{task}", "test", task, f"test ({task})", deps=[np_step, p_step],
+                          params=test_params))
+        layout["tasks"][task] = {"baselines": f"baselines/{task}", "non_personalized": np_step,
+                                 "personalized": p_step, "test": f"test/{task}"}
+
+    task = opts.ablation_on
+    if task is not None:
+        ab: dict[str, list] = {}
+        variants: list[tuple[str, str, str, SearchConfig]] = []  # (table, label, step name, cfg)
+        for lay in opts.layouts:
+            if lay == "prefix+suffix" and opts.trigger_length < 2:
+                continue  # one token cannot sit on both sides
+            variants.append(("layout", lay, f"ablation/layout/{lay}", base_config(opts, task, layout=lay)))
+        for pos in opts.user_positions:
+            variants.append(("user_position", pos, f"ablation/user-position/{pos}",
+                             base_config(opts, task, personalized=True, user_position=pos)))
+        for n in sorted(set(opts.lengths)):
+            variants.append(("length", str(n), f"ablation/length/{n}", base_config(opts, task, trigger_length=n)))
+        for crit in opts.criteria:
+            variants.append(("criterion", crit, f"ablation/criterion/{crit}", base_config(opts, task, criterion=crit)))
+        for table, label, name, cfg in variants:
+            got = search(name, task, f"{task} {table.replace('_', ' ')}: {label}", cfg)
+            ab.setdefault(table, []).append([label, got])
+            if got == name:  # a run of its own: test it
+                steps.append(Step(f"ablation-test/{name.split('/', 1)[1]}", "ablation-test", task,
+                                  f"test of {name}", deps=[name], params=test_params))
+        layout["ablations"] = ab
+    return steps, layout
+
+
+# --------------------------------------------------------------------------- manifest
+
+
+def _now() -> float:
+    return time.time()
+
+
+def load_manifest(out: Path) -> dict | None:
+    p = out / MANIFEST
+    if not p.exists():
+        return None
+    try:
+        m = json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise PapRecError(f"{p}: not a readable study manifest ({e}); move it away to start over") from None
+    if m.get("version") != MANIFEST_VERSION:
+        raise PapRecError(f"{p}: manifest version {m.get('version')} is not {MANIFEST_VERSION}")
+    return m
+
+
+def save_manifest(out: Path, manifest: dict) -> None:
+    """Atomic: a crash never leaves half a manifest."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, allow_nan=True))
+    os.replace(tmp, out / MANIFEST)
+
+
+def hardware(device: str = "auto") -> dict:
+    """What the numbers were measured on."""
+    import platform
+
+    import torch
+
+    cpu = None
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    try:
+        usable = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        usable = None
+    out = {"cpu": cpu or platform.processor() or platform.machine(), "cores": os.cpu_count(), "usable_cores": usable,
+           "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+           "python": platform.python_version(), "platform": platform.platform(), "host": platform.node()}
+    try:
+        import transformers
+
+        out["transformers"] = transformers.__version__
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        from .backbone import pick_device
+
+        dev = pick_device(device)
+        out["device"] = str(dev)
+        if dev.type == "cuda":
+            out["gpu"] = torch.cuda.get_device_name(dev)
+    except Exception as e:  # noqa: BLE001
+        out["device"] = f"{device} (unavailable: {e})"
+    return out
+
+
+def git_revision(repo: Path) -> str | None:
+    import subprocess
+
+    try:
+        rev = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (rev + (" (with uncommitted changes)" if dirty else "")) if rev else None
+
+
+# --------------------------------------------------------------------------- running
+
+
+class Study:
+    """One study folder: plan, manifest, run store; :meth:`run` does what is missing."""
+
+    def __init__(self, opts: StudyOptions, argv: list[str] | None = None,
+                 should_stop: Callable[[], bool] | None = None, verbose: bool = True):
+        from .runner import resolve_path
+
+        opts.validate()
+        opts.data = str(resolve_path(opts.data))
+        opts.backbone = str(resolve_path(opts.backbone))
+        if not Path(opts.data).is_dir():
+            raise PapRecError(f"--data {opts.data}: no such dataset folder")
+        if not Path(opts.backbone).exists():
+            raise PapRecError(f"--backbone {opts.backbone}: no such backbone")
+        self.dataset_name = Path(opts.data).name
+        self.out = Path(opts.out or Path("reports") / self.dataset_name).expanduser().resolve()
+        opts.out = str(self.out)
+        self.manifest = load_manifest(self.out)
+        store_path = self._store_path(opts.store)
+        opts.store = str(store_path)
+        self.opts = opts
+        self.group = f"study:{self.dataset_name}"
+        self.should_stop = should_stop or (lambda: False)
+        self.verbose = verbose
+        from .store import RunStore
+
+        self.store = RunStore(store_path)
+        self.steps, self.layout = build_plan(opts)
+        self.recorded = self.manifest is not None  # a study already lives in this folder
+        if self.manifest is None:
+            self.manifest = {"version": MANIFEST_VERSION, "dataset": self.dataset_name, "store": opts.store,
+                             "group": self.group, "created_at": _now(), "steps": {}, "invocations": []}
+        self.argv = list(argv) if argv is not None else opts.command()
+        self.done_now: list[str] = []  # steps this invocation did (not skipped)
+
+    def _record_invocation(self) -> None:
+        """This invocation's options, plan, hardware and command line, into the manifest."""
+        from .data import dataset_stats
+        from .runner import REPO, load_dataset_cached
+
+        opts = self.opts
+        ds = load_dataset_cached(opts.data, read_reviews="explanation" in opts.tasks)
+        if "explanation" in opts.tasks and not ds.has_task("explanation"):
+            raise ConfigError("tasks", f"{opts.data} has no explanation data (exp_splits.pkl)")
+        hw = hardware(opts.device)
+        self.manifest.update(dataset_stats=dataset_stats(ds), options=asdict(opts), plan=self.layout,
+                             plan_steps=[s.name for s in self.steps], hardware=hw, git=git_revision(REPO))
+        self.manifest["invocations"] = (self.manifest.get("invocations", []) + [{
+            "argv": self.argv, "cwd": os.getcwd(), "time": _now(), "host": hw.get("host")}])[-20:]
+
+    def _store_path(self, given: str | None) -> Path:
+        from .store import default_store_path
+
+        recorded = self.manifest.get("store") if self.manifest else None
+        if given is None:
+            return Path(recorded) if recorded else default_store_path().resolve()
+        path = Path(given).expanduser().resolve()
+        if recorded and Path(recorded) != path:
+            raise PapRecError(f"{self.out / MANIFEST} belongs to the run store {recorded}, not {path}; "
+                              f"pass --store {recorded} (or use another --out for a new study)")
+        return path
+
+    # ------------------------------------------------------------------ helpers
+    def say(self, msg: str) -> None:
+        if self.verbose:
+            print(msg, flush=True)
+
+    def entry(self, step: Step) -> dict:
+        return self.manifest["steps"].setdefault(step.name, {"kind": step.kind, "task": step.task,
+                                                             "label": step.label, "status": "pending",
+                                                             "wall_s": 0.0})
+
+    def save(self) -> None:
+        save_manifest(self.out, self.manifest)
+
+    def run_id_of(self, step_name: str) -> int:
+        e = self.manifest["steps"].get(step_name) or {}
+        if e.get("status") != "done" or e.get("run_id") is None:
+            raise PapRecError(f"step {step_name} has not finished")
+        return int(e["run_id"])
+
+    def _is_done(self, step: Step, e: dict) -> bool:
+        """Whether a recorded step still holds for the current plan (and its run still exists)."""
+        if e.get("status") != "done":
+            return False
+        if step.kind == "search":
+            if e.get("config") != step.config:
+                return False
+            try:
+                return self.store.get_run(e["run_id"])["status"] == "finished"
+            except (KeyError, TypeError):
+                return False
+        if e.get("params") != step.params:
+            return False
+        if step.kind in ("test", "ablation-test"):
+            inputs = {d: self.manifest["steps"].get(d, {}).get("run_id") for d in step.deps}
+            if e.get("inputs") != inputs:
+                return False
+            try:
+                return all(self.store.results(rid) is not None for rid in e.get("saved_to", []))
+            except KeyError:
+                return False
+        return True
+
+    # ------------------------------------------------------------------ the study
+    def run(self) -> dict:
+        """Do every missing step; write the manifest after each and the report at the end."""
+        from .store import owner_alive, owner_tag
+
+        self.out.mkdir(parents=True, exist_ok=True)
+        lock = self.out / ".study.lock"
+        other = lock.read_text().strip() if lock.exists() else ""
+        if other and other != owner_tag() and owner_alive(other):
+            raise PapRecError(f"another study process ({other}) is working in {self.out}; wait for it or stop it "
+                              f"(delete {lock} if that process is gone)")
+        lock.write_text(owner_tag())
+        try:
+            self._record_invocation()
+            self.save()
+            try:
+                self._run_steps()
+            except BaseException:
+                self.write_report(best_effort=True)  # show what is done; the study's own error goes on
+                raise
+            self.write_report()
+        finally:
+            lock.unlink(missing_ok=True)
+        return self.manifest
+
+    def _run_steps(self) -> None:
+        for step in self.steps:
+            e = self.entry(step)
+            if self._is_done(step, e):
+                continue
+            if self.should_stop():
+                raise StudyInterrupted("stopped before " + step.name)
+            self.say(f"== {step.name}")
+            started = _now()
+            e.update(status="running", started_at=e.get("started_at") or started)
+            if step.kind != "search":
+                e["started_at"] = started
+                e["wall_s"] = 0.0
+            self.save()
+            try:
+                getattr(self, "_" + step.kind.replace("-", "_"))(step, e)
+            finally:
+                e["wall_s"] = float(e.get("wall_s") or 0.0) + (_now() - started)
+                self.save()
+            e.update(status="done", finished_at=_now())
+            self.done_now.append(step.name)
+            self.save()
+
+    def write_report(self, best_effort: bool = False) -> Path | None:
+        """``<out>/README.md`` (and plots) from the manifest and the store. ``best_effort``: a failure
+        is only printed (used while another error is on its way out)."""
+        from .report import write_report
+
+        try:
+            return write_report(self.out, self.manifest, self.store)
+        except Exception as e:  # noqa: BLE001
+            if not best_effort:
+                raise
+            print(f"warning: the report could not be written: {type(e).__name__}: {e}", file=sys.stderr)
+            return None
+
+    # ------------------------------------------------------------------ step kinds
+    def _inputs(self, cfg: SearchConfig):
+        from .runner import load_inputs
+
+        return load_inputs(cfg)
+
+    def _test_user_list(self, ds) -> list[int] | None:
+        if self.opts.test_users is None or self.opts.test_users >= len(ds.sequences):
+            return None
+        import numpy as np
+
+        users = sorted(ds.sequences)
+        pick = np.random.default_rng([self.opts.seed, 7]).choice(len(users), self.opts.test_users, replace=False)
+        return sorted(users[i] for i in pick)
+
+    def _baselines(self, step: Step, e: dict) -> None:
+        import numpy as np
+
+        from .compare import runs_needed
+        from .evaluate import evaluate_manual, popularity_baseline, transition_baseline
+        from .prompts import SEEN
+
+        cfg = base_config(self.opts, step.task)
+        ds, backbone = self._inputs(cfg)
+        users = self._test_user_list(ds)
+        reps = runs_needed(step.task, self.opts.repetitions)
+        self.say(f"evaluating Seen manual ({SEEN[step.task]}) on the test split")
+        seen = evaluate_manual(backbone, ds, step.task, "seen", split="test", repetitions=reps, users=users,
+                               method=self.opts.ranking, num_beams=20, top_k=10)
+        rows = [{"name": f"Seen manual ({SEEN[step.task]})", "metrics": _means(seen)}]
+        if step.task != "explanation":
+            for name, fn in (("Most popular", popularity_baseline), ("Item-to-item transitions", transition_baseline)):
+                parts = [fn(ds, step.task, "test", seed=rep) for rep in range(reps)]
+                rows.append({"name": name, "metrics": {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}})
+        e.update(result={"rows": rows, "split": "test", "runs": reps,
+                         "users": len(users) if users is not None else len(ds.sequences),
+                         "baseline_users": len(ds.sequences)},
+                 params=step.params)
+        if step.task != "explanation":
+            s, t = rows[0]["metrics"].get("HR@5", 0.0), rows[2]["metrics"].get("HR@5", 0.0)
+            if s < t:
+                self.say(f"note: the backbone's Seen manual HR@5 ({s:.4f}) is below the transitions baseline "
+                         f"({t:.4f}); prompt comparisons on this backbone say little")
+
+    def _search(self, step: Step, e: dict) -> None:
+        from .runner import execute_run
+
+        cfg = SearchConfig.from_dict(step.config).validate()
+        run = None
+        if e.get("run_id") is not None and e.get("config") == step.config:
+            try:
+                run = self.store.get_run(e["run_id"])
+            except KeyError:
+                run = None
+        if run is None:
+            from .search.loop import check_compatible
+
+            ds, backbone = self._inputs(cfg)
+            check_compatible(cfg, backbone, ds)  # refuse before anything is stored
+            rid = self.store.create_run(cfg, f"study {self.dataset_name}: {step.label}", self.group)
+            e.update(run_id=rid, config=step.config, wall_s=0.0, started_at=_now())
+            self.save()
+            self.say(f"run {rid} ({step.label}) -> {self.store.path}")
+            resume = False
+        else:
+            rid = run["id"]
+            if run["status"] == "finished":
+                return
+            resume = run["status"] != "queued"
+            if resume:
+                self.say(f"resuming run {rid} ({step.label}) from round {run['rounds']}")
+        listener = None
+        if self.verbose:
+            from .cli_runs import _Printer
+
+            listener = _Printer(cfg)
+        try:
+            status = execute_run(self.store, rid, should_stop=self.should_stop, resume=resume, listener=listener)
+        finally:
+            if listener is not None:
+                listener.close()
+        if status == "failed":
+            raise PapRecError(f"run {rid} ({step.name}) failed: {self.store.get_run(rid)['error']}; "
+                              "fix the cause and run the study again (the run resumes)")
+        if status != "finished":
+            raise StudyInterrupted(f"run {rid} ({step.name}) {status} at round {self.store.get_run(rid)['rounds']}")
+
+    def _state(self, rid: int) -> dict:
+        state = self.store.last_state(rid)
+        if state is None:
+            raise PapRecError(f"run {rid} finished without a completed round; nothing to test")
+        return state
+
+    def _test(self, step: Step, e: dict) -> None:
+        from .compare import compare_prompts
+
+        np_id, p_id = (self.run_id_of(d) for d in step.deps)
+        p_cfg = SearchConfig.from_dict(self.store.get_run(p_id)["config"])
+        np_cfg = SearchConfig.from_dict(self.store.get_run(np_id)["config"])
+        ds, backbone = self._inputs(p_cfg)
+        np_state = self._state(np_id)
+        results = compare_prompts(backbone, ds, p_cfg, self._state(p_id), repetitions=self.opts.repetitions,
+                                  extra={NP_ROW: {"task_tokens": np_state["task_tokens"], "config": np_cfg.to_dict()}},
+                                  users=self._test_user_list(ds), progress=self.say)
+        results["study"] = {"group": self.group, "step": step.name, "non_personalized_run": np_id,
+                            "personalized_run": p_id, "test_users": self.opts.test_users}
+        by_name = {r["name"]: r for r in results["rows"]}
+        for rid, own in ((np_id, [NP_ROW]), (p_id, [TASK_ONLY_ROW, P_ROW])):
+            rows = [r for r in results["rows"] if r["name"] not in own] + [by_name[n] for n in own if n in by_name]
+            self.store.save_results(rid, {**results, "rows": rows, "run_id": rid})
+        e.update(inputs={d: self.manifest["steps"][d]["run_id"] for d in step.deps}, params=step.params,
+                 saved_to=[np_id, p_id])
+        self.manifest["steps"][step.deps[0]]["test"] = {"run_id": np_id, "row": NP_ROW}
+        self.manifest["steps"][step.deps[1]]["test"] = {"run_id": p_id, "row": P_ROW}
+
+    def _ablation_test(self, step: Step, e: dict) -> None:
+        from .compare import backbone_max_history, learned_prompt_metrics, runs_needed, summarize
+        from .search.slots import prompt_text
+
+        (dep,) = step.deps
+        rid = self.run_id_of(dep)
+        cfg = SearchConfig.from_dict(self.store.get_run(rid)["config"])
+        ds, backbone = self._inputs(cfg)
+        state = self._state(rid)
+        users = self._test_user_list(ds)
+        self.say(f"testing run {rid} ({step.label})")
+        per = learned_prompt_metrics(backbone, ds, cfg, state["task_tokens"], state.get("user_tokens"),
+                                     split="test", repetitions=self.opts.repetitions, users=users)
+        label = self.manifest["steps"][dep]["label"]
+        text = prompt_text(cfg, backbone.tokenizer, state["task_tokens"])
+        runs = runs_needed(cfg.task, self.opts.repetitions)
+        n = len(next(iter(per.values()))) if per else 0
+        results = summarize(cfg.task, ds.name, self.opts.repetitions, [(label, text, per)], runs=runs, split="test",
+                            ranking=cfg.ranking, examples_per_run=n // max(runs, 1),
+                            max_history=backbone_max_history(backbone))
+        results["run_id"] = rid
+        results["study"] = {"group": self.group, "step": step.name, "test_users": self.opts.test_users}
+        self.store.save_results(rid, results)
+        e.update(inputs={dep: rid}, params=step.params, saved_to=[rid])
+        self.manifest["steps"][dep]["test"] = {"run_id": rid, "row": label}
+
+
+def _means(per: dict) -> dict[str, float | None]:
+    import numpy as np
+
+    out = {}
+    for k, v in per.items():
+        x = float(np.mean(v)) if len(v) else float("nan")
+        out[k] = x if math.isfinite(x) else None
+    return out
+
+
+def run_study(opts: StudyOptions, argv: list[str] | None = None, should_stop: Callable[[], bool] | None = None,
+              verbose: bool = True) -> Study:
+    """Run (or continue) a study; returns the :class:`Study` (``done_now``: the steps this call did)."""
+    study = Study(opts, argv=argv, should_stop=should_stop, verbose=verbose)
+    study.run()
+    return study
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def cmd_study(args) -> None:
+    opts = StudyOptions(
+        data=args.data, backbone=args.backbone, out=args.out, store=args.store, preset=args.preset,
+        tasks=args.tasks, ablations=args.ablations, ablation_task=args.ablation_task, repetitions=args.repetitions,
+        budget_rounds=args.budget_rounds, criterion=args.criterion, trigger_length=args.trigger_length,
+        lengths=args.lengths, criteria=args.criteria, layouts=args.layouts, user_positions=args.user_positions,
+        test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed)
+    # the command line as typed (``python -m paprec_core study ...``); else the options written out
+    argv = list(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
+    if args.report_only:
+        study = Study(opts, argv=argv, verbose=True)
+        if not study.recorded:
+            raise PapRecError(f"no study in {study.out} yet (no {MANIFEST}); run it without --report-only first")
+        path = study.write_report()  # from the manifest as recorded: the hardware and plan of the study's runs
+        print(f"report written to {path}")
+        return
+
+    stop = {"requested": False}
+
+    def on_sigint(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("\nstopping after the current batch (Ctrl-C again to abort) ...", file=sys.stderr, flush=True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: Ctrl-C stays the default
+        previous = None
+    try:
+        study = Study(opts, argv=argv, should_stop=lambda: stop["requested"], verbose=not args.quiet)
+        again = "python -m paprec_core " + shlex.join(study.opts.command())
+        try:
+            study.run()
+        except StudyInterrupted as e:
+            print(f"study interrupted ({e}); continue with: {again}", file=sys.stderr)
+            raise SystemExit(130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    skipped = len(study.steps) - len(study.done_now)
+    print(f"study done: {len(study.done_now)} step(s) run, {skipped} already done; "
+          f"report: {study.out / 'README.md'}")
+
+
+def register(sub) -> None:
+    s = sub.add_parser("study", help="run the paper's study (searches, tests, ablations) and write a report; "
+                                     "resumable: run the same command again to continue")
+    s.add_argument("--data", required=True, help="dataset folder (P5 format)")
+    s.add_argument("--backbone", required=True,
+                   help="backbone folder, or a P5 .pth with spiece.model beside it")
+    s.add_argument("--store", help="run store (default: the one this --out folder already uses, "
+                                   "else $PAPREC_STORE or the user folder)")
+    s.add_argument("--out", help="report folder (default: reports/<dataset>)")
+    s.add_argument("--preset", default="quick", choices=list(STUDY_PRESETS),
+                   help="search budget: quick (a laptop), full (the paper's 50 epochs), smoke (tests)")
+    s.add_argument("--tasks", nargs="+", default=["sequential", "matching"], choices=list(TASKS))
+    s.add_argument("--no-ablations", dest="ablations", action="store_false", help="skip Tables 12-13, Figs. 3-4")
+    s.add_argument("--ablation-task", help="task of the ablations (default: the first of --tasks)")
+    s.add_argument("--repetitions", type=int, default=5, help="repeated test runs (default 5)")
+    s.add_argument("--budget-rounds", dest="budget_rounds", type=int, help="cap every search at N rounds")
+    s.add_argument("--criterion", default="surrogate", choices=list(CRITERIA), help="criterion of the main searches")
+    s.add_argument("-l", "--trigger-length", dest="trigger_length", type=int, default=5,
+                   help="task tokens of the main searches (default 5)")
+    s.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="Fig. 3 grid")
+    s.add_argument("--criteria", nargs="+", default=list(DEFAULT_CRITERIA), choices=list(CRITERIA),
+                   help="Fig. 4 grid")
+    s.add_argument("--layouts", nargs="+", default=["prefix", "prefix+suffix", "suffix"], choices=list(LAYOUTS),
+                   help="Table 12 grid")
+    s.add_argument("--user-positions", dest="user_positions", nargs="+", default=["before", "between", "end"],
+                   choices=list(USER_POSITIONS), help="Table 13 grid")
+    s.add_argument("--test-users", dest="test_users", type=int,
+                   help="test on a fixed sample of N users (default: the whole test split, as the paper)")
+    s.add_argument("--ranking", default="fast", choices=list(RANKINGS))
+    s.add_argument("--device", default="auto")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--report-only", action="store_true", help="only rewrite the report from the manifest and store")
+    s.add_argument("--quiet", action="store_true", help="no progress output")
+    s.set_defaults(func=cmd_study)
+
+
+__all__ = ["StudyOptions", "Study", "StudyInterrupted", "run_study", "build_plan", "base_config", "register",
+           "STUDY_PRESETS", "load_manifest", "hardware"]
