@@ -80,8 +80,14 @@ def data_fingerprint(ds: P5Dataset) -> str:
 
 def tokenizer_corpus(ds: P5Dataset, cfg: PretrainConfig):
     """Text the SentencePiece model is trained on: prompts, titles, explanations (no ids)."""
+    # Every prompt is rendered once per training example, so its words should be
+    # whole pieces: weight the templates like the examples they become. (Once
+    # each, next to thousands of titles, "next" became "▁n" + "ext" - a word a
+    # trigger search, which only swaps in whole-word pieces, could never use.)
+    n_render = max(1, len(ds.sequences) // 10)
     for p in MANUAL_PROMPTS.values():
-        yield p.template.replace("{", " ").replace("}", " ")
+        for _ in range(n_render):
+            yield p.template.replace("{", " ").replace("}", " ")
     for title in ds.item_titles.values():
         yield title
     for attrs in ds.item_attributes.values():
