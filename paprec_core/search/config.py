@@ -15,7 +15,7 @@ RANKINGS = ("fast", "beam")
 # Presets a user picks by name; explicit options override them.
 PRESETS = {
     # small enough for a live demo on 2 CPU cores
-    "quick": {"train_examples": 256, "val_users": 400, "max_epochs": 6},
+    "quick": {"train_examples": 256, "val_users": 400, "max_epochs": 20, "patience": 2},
     "full": {"train_examples": None, "val_users": None, "max_epochs": 50},
 }
 # Explanation candidates are judged by generating text (beam search per example),
@@ -36,6 +36,7 @@ class SearchConfig:
     criterion: str = "surrogate"     # surrogate | loss | full
     alpha: float | None = None       # None: 1.0 for ranking tasks, 0.1 for explanation
     max_epochs: int = 50
+    patience: int = 1                # passes over all positions without a gain before converging
     max_rounds: int | None = None    # extra budget in rounds (None: no limit)
     time_budget_s: float | None = None
     train_examples: int | None = None  # training examples per gradient step (None: all)
@@ -84,7 +85,7 @@ class SearchConfig:
         choose("user_position", USER_POSITIONS)
         choose("criterion", CRITERIA)
         choose("ranking", RANKINGS)
-        for name in ("trigger_length", "candidates", "max_epochs", "batch_size"):
+        for name in ("trigger_length", "candidates", "max_epochs", "batch_size", "patience"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")

@@ -45,6 +45,7 @@ class SearchState:
     round: int = 0
     task_rounds: int = 0
     untried: list[int] = field(default_factory=list)
+    failed_passes: int = 0  # passes in which every position failed, since the last gain
     next_kind: str = "task"
     task_converged: bool = False
     users_converged: bool = False
@@ -252,12 +253,17 @@ class Search:
             state.task_tokens[pos] = best_token
             self._accept(state, best_scores, r)
             state.untried = [p for p in range(cfg.trigger_length) if p != pos] or [pos]
+            state.failed_passes = 0
             state.task_converged = False
             state.users_converged = False
         else:
             state.untried = [p for p in state.untried if p != pos]
             if not state.untried:
-                state.task_converged = True
+                # Every position failed in a row (the paper's convergence). With sampled
+                # training examples a retry sees other candidates, so `patience` passes may be
+                # allowed before giving up.
+                state.failed_passes += 1
+                state.task_converged = state.failed_passes >= cfg.patience
                 state.untried = list(range(cfg.trigger_length))
 
     def _user_round(self, state: SearchState, rng: np.random.Generator) -> None:
@@ -294,6 +300,7 @@ class Search:
         if changed:
             self._accept(state, best_rows, r)
             state.task_converged = False
+            state.failed_passes = 0
             state.untried = list(range(cfg.trigger_length))
         state.users_converged = not changed
 
