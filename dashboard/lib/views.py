@@ -66,8 +66,11 @@ def device_label(device: str | None) -> str:
 
 
 def run_label(run: dict) -> str:
-    """``#12 sequential personalized #12 · finished``."""
-    return f"#{run['id']} {run.get('name') or ''} · {run['status']}"
+    """``#12 sequential personalized``: no status, which a select box would show stale while
+    the page refreshes only the live panel (the panel shows the status)."""
+    name = run.get("name") or run.get("task") or ""
+    tag = f"#{run['id']}"
+    return name if tag in name.split() else f"{tag} {name}".strip()
 
 
 def preferred_run(runs: list[dict]) -> int | None:
