@@ -290,7 +290,7 @@ def test_cli_preset_and_explicit_options(demo_store):
         return config_from_args(args)
 
     quick = parse("--quick", "--val-users", "50", "--data", str(demo_store))
-    assert quick.train_examples == 256 and quick.val_users == 50 and quick.max_epochs == 6
+    assert quick.train_examples == 256 and quick.val_users == 50 and quick.max_epochs == 20 and quick.patience == 2
     assert quick.data == str(demo_store.resolve())
     full = parse("--preset", "full", "--train-examples", "all", "--no-exclude-numbers-user", "--time-budget", "60")
     assert full.train_examples is None and full.exclude_numbers_user is False and full.time_budget_s == 60
