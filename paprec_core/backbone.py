@@ -211,11 +211,11 @@ class Backbone(nn.Module):
         matching example's candidates) constrains the output to valid item ids.
         """
         enc = self.encode(batch)
-        fn = None
-        if allowed_prefixes is not None:
-            def fn(batch_id, prefix):
-                trie = allowed_prefixes[batch_id] if isinstance(allowed_prefixes, list) else allowed_prefixes
-                return trie.next_tokens(prefix.tolist()[1:])
+        def allowed(batch_id, prefix):
+            trie = allowed_prefixes[batch_id] if isinstance(allowed_prefixes, list) else allowed_prefixes
+            return trie.next_tokens(prefix.tolist()[1:])
+
+        fn = allowed if allowed_prefixes is not None else None
         out = self.t5.generate(
             encoder_outputs=BaseModelOutput(last_hidden_state=enc), attention_mask=batch.attention_mask,
             num_beams=num_beams, num_return_sequences=num_return, max_new_tokens=max_new_tokens,

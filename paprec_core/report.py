@@ -818,7 +818,7 @@ def _ablations(d: _Data, task: str, plots: Path, add, summary) -> None:
     add(f"## Ablations ({task})")
     add("")
     add("Single runs per variant (no significance tests); the variant equal to a main run reuses it. Bold: best "
-        "of the table." + (f" Seen manual for reference: " + ", ".join(f"{m} {_f(seen.get(m))}" for m in metrics)
+        "of the table." + (" Seen manual for reference: " + ", ".join(f"{m} {_f(seen.get(m))}" for m in metrics)
                           + "." if seen else ""))
     add("")
     ab = d.plan.get("ablations", {})
