@@ -99,7 +99,8 @@ def cmd_evaluate(args) -> None:
         rows.append({"prompt": "most popular", **popularity_baseline(ds, args.task, args.split)})
         rows.append({"prompt": "transitions", **transition_baseline(ds, args.task, args.split)})
     columns = ["prompt"] + [k for k in rows[0] if k != "prompt"]
-    print(f"{args.task} on {ds.name} ({args.split} split, beam 20, top-10)")
+    protocol = "beam search of 5, one sentence" if args.task == "explanation" else "beam 20, top-10"
+    print(f"{args.task} on {ds.name} ({args.split} split, {protocol})")
     _print_table(rows, columns)
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
