@@ -106,3 +106,16 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def make_config(demo_store, demo_backbone_dir):
+    """A small search on the tiny demo store; the loss criterion, so that swaps are accepted
+    even with a random backbone."""
+    from paprec_core.search import SearchConfig
+
+    def make(**kw):
+        base = dict(data=str(demo_store), backbone=str(demo_backbone_dir), trigger_length=3, personalized=True,
+                    criterion="loss", val_users=30, train_examples=32, max_rounds=4, batch_size=64, device="cpu")
+        return SearchConfig(**{**base, **kw})
+    return make

@@ -34,15 +34,6 @@ TIMEOUT = 30  # seconds per script run (a run takes 0.1-2 s; the margin is for a
 
 
 @pytest.fixture(scope="module")
-def make_config(demo_store, demo_backbone_dir):
-    def make(**kw):
-        base = dict(data=str(demo_store), backbone=str(demo_backbone_dir), trigger_length=3, personalized=True,
-                    criterion="loss", val_users=30, train_examples=32, max_rounds=4, batch_size=64, device="cpu")
-        return SearchConfig(**{**base, **kw})
-    return make
-
-
-@pytest.fixture(scope="module")
 def fixture_store(tmp_path_factory, make_config):
     """A store with a finished personalized run (with test results), a finished non-personalized
     run, a failed run and a finished ablation batch."""

@@ -29,13 +29,8 @@ def store(tmp_path) -> RunStore:
 
 
 @pytest.fixture
-def config(demo_store, demo_backbone_dir):
-    """A small search on the tiny demo store; the loss criterion so that swaps are accepted."""
-    def make(**kw):
-        base = dict(data=str(demo_store), backbone=str(demo_backbone_dir), trigger_length=3, personalized=True,
-                    criterion="loss", val_users=30, train_examples=32, max_rounds=4, batch_size=64, device="cpu")
-        return SearchConfig(**{**base, **kw})
-    return make
+def config(make_config):
+    return make_config
 
 
 def wait_for(predicate, timeout=30.0, every=0.005):

@@ -228,7 +228,8 @@ class Search:
         cfg, r = self.cfg, state.round + 1
         pos = int(rng.choice(state.untried))
         rows = self._train_rows(rng)
-        grad, _, _ = slot_gradients(self.backbone, self.train, rows, state.task_tokens, self.user_table(state),
+        table = self.user_table(state)  # unchanged during a task round: build it once
+        grad, _, _ = slot_gradients(self.backbone, self.train, rows, state.task_tokens, table,
                                     cfg.batch_size, should_stop=self.should_stop)
         current = torch.tensor([state.task_tokens[pos]])
         cands = top_candidates(grad[pos: pos + 1], self.backbone.token_embeddings.detach(), self.allowed_task,
@@ -237,7 +238,7 @@ class Search:
         for token in cands:
             trial = list(state.task_tokens)
             trial[pos] = token
-            scores = self.scorer.per_example(trial, self.user_table(state), should_stop=self.should_stop)
+            scores = self.scorer.per_example(trial, table, should_stop=self.should_stop)
             self.emit(Event("candidate", r, {"slot": pos, "token": self.tok.piece(token), "token_id": token,
                                              "score": float(scores.mean())}))
             if best_scores is None or scores.mean() > best_scores.mean():
