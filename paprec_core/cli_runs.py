@@ -309,6 +309,8 @@ def register(sub) -> None:
     s.add_argument("--no-exclude-numbers-user", dest="exclude_numbers_user", action="store_false", default=None,
                    help="allow number pieces as user tokens")
     s.add_argument("--ranking", help=f"one of {', '.join(RANKINGS)}")
+    s.add_argument("--racing", type=float, help="share of validation rows that can rule a candidate out "
+                                                "before the rest are scored (default 0.25; 0: score all)")
     s.add_argument("--seed", type=int)
     s.add_argument("--device", help="auto, cpu, cuda, cuda:N")
     s.add_argument("--batch-size", dest="batch_size", type=int)

@@ -144,6 +144,7 @@ def test_personalized_run_gives_users_tokens(demo_entity_backbone, demo_dataset)
     ("user_position", {"user_position": "before"}),  # needs a personalized prompt
     ("criterion", {"criterion": "accuracy"}),
     ("val_users", {"val_users": 0}),
+    ("racing", {"racing": 1.0}),
 ])
 def test_invalid_config_is_refused_naming_the_field(field, overrides):
     with pytest.raises(ConfigError) as e:

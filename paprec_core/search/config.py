@@ -44,6 +44,7 @@ class SearchConfig:
     exclude_numbers_task: bool = False  # keep number pieces out of the task tokens
     exclude_numbers_user: bool = True   # ... and out of the user tokens (DESIGN §5)
     ranking: str = "fast"             # fast (exact, default) | beam (HF beam search)
+    racing: float = 0.25              # share of validation rows that can rule a candidate out (0: off)
     batch_size: int = 128
     seed: int = 0
     device: str = "auto"
@@ -100,6 +101,8 @@ class SearchConfig:
                 raise ConfigError(name, f"must be a whole number >= 1 or empty (all), got {v!r}")
         if self.time_budget_s is not None and self.time_budget_s <= 0:
             raise ConfigError("time_budget_s", "must be positive or empty (no limit)")
+        if not isinstance(self.racing, (int, float)) or not 0 <= self.racing < 1:
+            raise ConfigError("racing", f"must be a share of the validation rows in [0, 1), got {self.racing!r}")
         if self.alpha is not None and self.alpha < 0:
             raise ConfigError("alpha", "must be >= 0")
         return self

@@ -8,7 +8,9 @@ a round that never completed.
 Kinds and their ``data``:
 
 - ``run_start``: config, the starting prompt, example counts, device
-- ``candidate``: one candidate scored (position or 'user', token, score)
+- ``candidate``: one candidate scored (position or 'user', token, score); task rounds add
+  ``rows`` (validation rows it was scored on) and ``dropped`` (ruled out by racing on a
+  subset, so ``score`` is the subset's mean)
 - ``swap``: one task-token round decided: position, old/new token, old/new score, accepted
 - ``user_update``: one user-token round decided: users changed, score before/after, new tokens
 - ``validation``: validation metrics of the current prompt after an accepted update

@@ -32,6 +32,7 @@ from ..ranking import generate_texts, rank_items
 from .candidates import allowed_vocabulary, slot_gradients, top_candidates
 from .config import SearchConfig
 from .events import Event, Listener
+from .racing import race, subset_rows
 from .scoring import Scorer
 from .slots import build_slotted, default_user_token, prompt_text
 
@@ -110,6 +111,7 @@ class Search:
         self.default_user = default_user_token(self.tok)
         self.n_user_rows = max(ds.sequences) + 1
         self._val_scores: np.ndarray | None = None
+        self._race_split = subset_rows(len(self.val), cfg.racing, cfg.seed)
 
     # ------------------------------------------------------------------ state helpers
     def initial_state(self) -> SearchState:
@@ -234,14 +236,19 @@ class Search:
         current = torch.tensor([state.task_tokens[pos]])
         cands = top_candidates(grad[pos: pos + 1], self.backbone.token_embeddings.detach(), self.allowed_task,
                                cfg.candidates, current)[0].tolist()
-        best_token, best_scores = None, None
+        trials = []
         for token in cands:
             trial = list(state.task_tokens)
             trial[pos] = token
-            scores = self.scorer.per_example(trial, table, should_stop=self.should_stop)
+            trials.append(trial)
+        result = race(lambda i, rows: self.scorer.per_example(trials[i], table, rows=rows,
+                                                               should_stop=self.should_stop),
+                      len(trials), len(self.val), self._race_split)
+        best_token, best_scores = None, None
+        for token, scores, mean, n_rows in zip(cands, result.full, result.partial_mean, result.rows_scored):
             self.emit(Event("candidate", r, {"slot": pos, "token": self.tok.piece(token), "token_id": token,
-                                             "score": float(scores.mean())}))
-            if best_scores is None or scores.mean() > best_scores.mean():
+                                             "score": mean, "rows": n_rows, "dropped": scores is None}))
+            if scores is not None and (best_scores is None or scores.mean() > best_scores.mean()):
                 best_token, best_scores = token, scores
         old = state.task_tokens[pos]
         accepted = best_scores is not None and float(best_scores.mean()) > state.score
