@@ -60,7 +60,9 @@ def cmd_pretrain(args) -> None:
     cfg = PretrainConfig(tasks=args.tasks, entity_tokens=not args.items_as_text, vocab_size=args.vocab_size,
                          d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, d_ff=args.d_ff,
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         max_history=args.max_history, threads=args.threads)
+                         max_history=args.max_history, threads=args.threads, embedding_lr=args.embedding_lr,
+                         entity_init=args.entity_init, matching_per_user=args.matching_per_user,
+                         train_user_tokens=args.train_user_tokens)
     import shlex
 
     command = "python -m paprec_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -137,9 +139,14 @@ def build_parser() -> argparse.ArgumentParser:
     d = C()
     for name, typ in [("vocab_size", int), ("d_model", int), ("layers", int), ("heads", int), ("d_ff", int),
                       ("epochs", int), ("batch_size", int), ("lr", float), ("seed", int), ("max_history", int),
-                      ("threads", int)]:
+                      ("threads", int), ("embedding_lr", float), ("matching_per_user", int)]:
         default = getattr(d, {"layers": "num_layers", "heads": "num_heads"}.get(name, name))
         s.add_argument("--" + name.replace("_", "-"), type=typ, default=default)
+    s.add_argument("--entity-init", default=d.entity_init, choices=["random", "cooccurrence"],
+                   help="start item/user tokens at random, or from item co-occurrence in training histories")
+    s.add_argument("--fixed-user-tokens", dest="train_user_tokens", action="store_false",
+                   help="keep user tokens at their starting vectors (with --entity-init cooccurrence: "
+                        "the mean of the user's training items)")
     s.add_argument("--device", default="auto")
     s.set_defaults(func=cmd_pretrain)
 
