@@ -508,6 +508,14 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
         add("python -m paprec_core " + shlex.join(inv.get("argv", [])))
     add("```")
     add("")
+    pretrain_cmd = _backbone_command(opts.get("backbone"))
+    if pretrain_cmd:
+        add("The backbone (kept outside git; this resumes if interrupted):")
+        add("")
+        add("```")
+        add(pretrain_cmd)
+        add("```")
+        add("")
     add("To reproduce (the same options written out in full; run it again to resume):")
     add("")
     from .study import StudyOptions
@@ -701,6 +709,15 @@ def _backbone_info(path) -> str | None:
     if r.get("max_history"):
         parts.append(f"histories cut to the last {r['max_history']} items")
     return ", ".join(parts)
+
+
+def _backbone_command(path) -> str | None:
+    """The ``pretrain`` command a backbone's RECIPE.md records, if any."""
+    try:
+        lines = (Path(path) / "RECIPE.md").read_text().splitlines() if path else []
+    except OSError:
+        return None
+    return next((ln.strip() for ln in lines if ln.strip().startswith("python -m paprec_core pretrain")), None)
 
 
 def _first_config(d: _Data) -> dict | None:

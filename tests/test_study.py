@@ -106,3 +106,12 @@ def test_study_refuses_another_store_for_the_same_folder(demo_store, demo_backbo
                         store=str(tmp_path / "b.sqlite"), preset="smoke", tasks=["sequential"])
     with pytest.raises(PapRecError, match="belongs to the run store"):
         Study(opts, verbose=False)
+
+
+def test_report_names_the_backbones_pretrain_command(tmp_path):
+    from paprec_core.report import _backbone_command
+
+    (tmp_path / "RECIPE.md").write_text("# How\n\n```bash\npython -m paprec_core pretrain --data d --out o --seed 1\n```\n")
+    assert _backbone_command(tmp_path) == "python -m paprec_core pretrain --data d --out o --seed 1"
+    assert _backbone_command(tmp_path / "missing") is None
+    assert _backbone_command(None) is None
