@@ -679,6 +679,15 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
     # ---------------------------------------------------------------- differences
     _differences(d, tasks, ab_task, add, summary, opts, cfg0)
 
+    # What the numbers alone cannot say (a diagnosis, a side experiment) lives in
+    # NOTES.md beside the report, written by hand, so that rewriting the report keeps it.
+    notes = out / "NOTES.md"
+    if notes.exists():
+        add("")
+        add("## Notes (from `NOTES.md`, written by hand)")
+        add("")
+        add(notes.read_text().strip())
+
     out.mkdir(parents=True, exist_ok=True)
     readme = out / "README.md"
     readme.write_text("\n".join(md).rstrip() + "\n")

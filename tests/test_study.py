@@ -97,6 +97,11 @@ def test_study_runs_resumes_and_then_does_nothing(demo_store, demo_backbone_dir,
     assert {r["id"]: len(store.events(r["id"])) for r in store.list_runs()} == events
     assert len(json.loads((out / "manifest.json").read_text())["invocations"]) == 3
 
+    # 4. a hand-written NOTES.md survives the rewrite
+    (out / "NOTES.md").write_text("A hand-written diagnosis.")
+    assert main(argv + ["--report-only"]) == 0
+    assert "A hand-written diagnosis." in (out / "README.md").read_text()
+
 
 def test_study_refuses_another_store_for_the_same_folder(demo_store, demo_backbone_dir, tmp_path):
     out = tmp_path / "report"
