@@ -57,7 +57,7 @@ class PretrainConfig:
     num_heads: int = 4
     d_ff: int = 256
     dropout: float = 0.0
-    epochs: int = 20
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
     embedding_lr: float = 1e-2
