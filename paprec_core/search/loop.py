@@ -245,7 +245,7 @@ class Search:
                                                                should_stop=self.should_stop),
                       len(trials), len(self.val), self._race_split)
         best_token, best_scores = None, None
-        for token, scores, mean, n_rows in zip(cands, result.full, result.partial_mean, result.rows_scored):
+        for token, scores, mean, n_rows in zip(cands, result.full, result.means, result.rows_scored):
             self.emit(Event("candidate", r, {"slot": pos, "token": self.tok.piece(token), "token_id": token,
                                              "score": mean, "rows": n_rows, "dropped": scores is None}))
             if scores is not None and (best_scores is None or scores.mean() > best_scores.mean()):

@@ -25,7 +25,7 @@ Z = 2.5
 @dataclass
 class Race:
     full: list[np.ndarray | None]   # per candidate: scores on every row, or None when dropped
-    partial_mean: list[float]       # per candidate: mean on the rows it was scored on
+    means: list[float]              # per candidate: mean over the rows it was scored on
     rows_scored: list[int]
 
 
