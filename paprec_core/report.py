@@ -121,9 +121,17 @@ class _Data:
         self.steps: dict = manifest.get("steps", {})
         self.plan: dict = manifest.get("plan", {"tasks": {}, "ablations": {}})
         self.opts: dict = manifest.get("options", {})
-        self._runs: dict = {}
-        self._events: dict = {}
-        self._results: dict = {}
+        self._cache: dict = {}
+
+    def _read(self, what: str, rid: int, fetch, missing):
+        """``fetch(rid)`` once per run; a run the store no longer has reads as ``missing``."""
+        key = (what, rid)
+        if key not in self._cache:
+            try:
+                self._cache[key] = fetch(rid)
+            except KeyError:
+                self._cache[key] = missing
+        return self._cache[key]
 
     def run_id(self, step: str) -> int | None:
         e = self.steps.get(step) or {}
@@ -131,33 +139,14 @@ class _Data:
 
     def run(self, step: str) -> dict | None:
         rid = self.run_id(step)
-        if rid is None:
-            return None
-        if rid not in self._runs:
-            try:
-                self._runs[rid] = self.store.get_run(rid)
-            except KeyError:
-                self._runs[rid] = None
-        return self._runs[rid]
+        return None if rid is None else self._read("run", rid, self.store.get_run, None)
 
     def events(self, rid: int) -> list[dict]:
-        if rid not in self._events:
-            try:
-                self._events[rid] = self.store.events(rid, kinds=["run_start", "validation", "swap", "user_update",
-                                                                  "round_end", "run_end"])
-            except KeyError:
-                self._events[rid] = []
-        return self._events[rid]
+        kinds = ["run_start", "validation", "swap", "user_update", "round_end", "run_end"]
+        return self._read("events", rid, lambda r: self.store.events(r, kinds=kinds), [])
 
     def results(self, rid: int | None) -> dict | None:
-        if rid is None:
-            return None
-        if rid not in self._results:
-            try:
-                self._results[rid] = self.store.results(rid)
-            except KeyError:
-                self._results[rid] = None
-        return self._results[rid]
+        return None if rid is None else self._read("results", rid, self.store.results, None)
 
     def done(self, step: str) -> bool:
         return (self.steps.get(step) or {}).get("status") == "done"

@@ -198,6 +198,15 @@ def no_runs_hint() -> None:
     st.info("No runs yet. Start one on **Launch & watch**.", icon=":material/info:")
 
 
+def runs_or_stop(store) -> list[dict]:
+    """The store's runs; with none, the hint and the end of the page."""
+    runs = store.list_runs()
+    if not runs:
+        no_runs_hint()
+        st.stop()
+    return runs
+
+
 def show_run_error(run: dict) -> None:
     if run.get("status") == "failed":
         st.error(f"Run #{run['id']} failed: {run.get('error') or 'no message'}", icon=":material/error:")

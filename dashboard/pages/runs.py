@@ -71,10 +71,7 @@ def delete_flow(chosen: list[int], by_id: dict[int, dict]) -> None:
 
 with ui.guard("runs"):
     store = ui.store()
-    runs = store.list_runs()
-    if not runs:
-        ui.no_runs_hint()
-        st.stop()
+    runs = ui.runs_or_stop(store)
     for r in runs:
         r["status"] = ui.effective_status(r)
     by_id = {r["id"]: r for r in runs}

@@ -70,10 +70,7 @@ def all_users(run: dict, ds, user_tokens: dict[int, int], pieces: dict[int, str]
 
 with ui.guard("users"):
     store = ui.store()
-    runs = store.list_runs()
-    if not runs:
-        ui.no_runs_hint()
-        st.stop()
+    runs = ui.runs_or_stop(store)
     run_id = ui.run_picker(runs, key="u_pick")
     run = store.get_run(run_id)
     ui.show_run_error(run)
