@@ -62,7 +62,7 @@ def cmd_pretrain(args) -> None:
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          max_history=args.max_history, threads=args.threads, embedding_lr=args.embedding_lr,
                          entity_init=args.entity_init, matching_per_user=args.matching_per_user,
-                         train_user_tokens=args.train_user_tokens)
+                         user_tokens=args.user_tokens, user_decay=args.user_decay)
     import shlex
 
     command = "python -m paprec_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -135,18 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--items-as-text", action="store_true",
                    help="P5's own item ids as text pieces instead of one token per item")
     s.add_argument("--spiece", help="use this SentencePiece model instead of training one")
-    from .pretrain import PretrainConfig as C
+    from .pretrain import USER_TOKEN_MODES, PretrainConfig as C
     d = C()
     for name, typ in [("vocab_size", int), ("d_model", int), ("layers", int), ("heads", int), ("d_ff", int),
                       ("epochs", int), ("batch_size", int), ("lr", float), ("seed", int), ("max_history", int),
-                      ("threads", int), ("embedding_lr", float), ("matching_per_user", int)]:
+                      ("threads", int), ("embedding_lr", float), ("matching_per_user", int),
+                      ("user_decay", float)]:
         default = getattr(d, {"layers": "num_layers", "heads": "num_heads"}.get(name, name))
         s.add_argument("--" + name.replace("_", "-"), type=typ, default=default)
     s.add_argument("--entity-init", default=d.entity_init, choices=["random", "cooccurrence"],
                    help="start item/user tokens at random, or from item co-occurrence in training histories")
-    s.add_argument("--fixed-user-tokens", dest="train_user_tokens", action="store_false",
-                   help="keep user tokens at their starting vectors (with --entity-init cooccurrence: "
-                        "the mean of the user's training items)")
+    s.add_argument("--user-tokens", default=d.user_tokens, choices=list(USER_TOKEN_MODES),
+                   help="how user tokens learn: free rows ('trained'), kept at their start ('fixed'), or "
+                        "the mean of the user's training items' rows ('item_mean')")
     s.add_argument("--device", default="auto")
     s.set_defaults(func=cmd_pretrain)
 

@@ -31,7 +31,7 @@ import json
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +39,7 @@ import torch
 from tqdm import tqdm
 
 from .backbone import Backbone, pick_device
-from .data import P5Dataset, split_examples
+from .data import Example, P5Dataset, split_examples
 from .evaluate import flatten, evaluate_manual
 from .prompts import MANUAL_PROMPTS, TRAINING_PROMPTS, render, target_text
 from .tokenizer import MAX_WORDS, Tokenizer, TokenizerSpec, train_tokenizer
@@ -63,11 +63,14 @@ class PretrainConfig:
     embedding_lr: float = 1e-2
     entity_init_std: float = 0.1
     entity_init: str = "cooccurrence"  # or "random": see entity_init.py
-    train_user_tokens: bool = True     # False: user tokens keep their starting vectors
+    user_tokens: str = "trained"       # or "fixed", "item_mean": see UserRows
+    user_decay: float = 0.0            # extra decoupled weight decay on trained user rows
+    user_gap: int = 1                  # item_mean: items this close to the target are left out
     warmup_steps: int = 200
     weight_decay: float = 0.01
     matching_per_user: int = 4
     matching_negatives: int = 19
+    popular_negatives: float = 0.0     # share of matching negatives drawn by popularity
     explanations_per_user: int = 2
     max_history: int = 5
     word_offset_max: int = 8
@@ -136,6 +139,9 @@ def epoch_examples(ds: P5Dataset, tok: Tokenizer, cfg: PretrainConfig, epoch: in
                                          n_negatives=cfg.matching_negatives)
                 for rows in grouped.values():
                     examples.append(rows[rng.randrange(len(rows))])
+            if cfg.popular_negatives:
+                weights = _item_popularity(ds)
+                examples = [_with_popular_negatives(ex, ds, weights, cfg.popular_negatives, rng) for ex in examples]
         elif task == "explanation":
             examples = [ex for rows in split_examples(ds, task, "train").values()
                         for ex in rng.sample(rows, min(len(rows), cfg.explanations_per_user))]
@@ -146,6 +152,39 @@ def epoch_examples(ds: P5Dataset, tok: Tokenizer, cfg: PretrainConfig, epoch: in
             pairs.append((tok.encode(text), tok.encode(target_text(ex, tok))))
     rng.shuffle(pairs)
     return pairs
+
+
+def _item_popularity(ds: P5Dataset) -> np.ndarray:
+    counts = np.zeros(ds.n_items + 1)
+    for seq in ds.sequences.values():
+        np.add.at(counts, seq[:-2], 1)
+    return counts
+
+
+def _with_popular_negatives(ex: Example, ds: P5Dataset, weights: np.ndarray, share: float,
+                            rng: random.Random) -> Example:
+    """``ex`` with a ``share`` of its negatives redrawn in proportion to training popularity.
+
+    With uniform negatives a matching list's target is nearly always its most popular
+    item, so popularity alone solves the training task and a user's tastes earn no
+    gradient; the test's 99 negatives hold popular items, where tastes decide.
+    """
+    seen = set(ds.sequences[ex.user])
+    negatives = [c for c in ex.candidates if c != ex.target]
+    n_popular = round(share * len(negatives))
+    chosen: set[int] = set(negatives[n_popular:])
+    popular: list[int] = []
+    population = range(len(weights))
+    while len(popular) < n_popular:
+        for c in rng.choices(population, weights=weights, k=2 * n_popular):
+            if c not in seen and c not in chosen:
+                chosen.add(c)
+                popular.append(c)
+                if len(popular) == n_popular:
+                    break
+    cands = popular + negatives[n_popular:] + [ex.target]
+    rng.shuffle(cands)
+    return replace(ex, candidates=tuple(cands))
 
 
 def _batches(pairs, batch_size: int, rng: random.Random):
@@ -183,6 +222,104 @@ def init_from_cooccurrence(model: Backbone, ds: P5Dataset, cfg: PretrainConfig) 
     weight[tok.item_base:tok.user_base] = torch.as_tensor(scaled(items, cfg.entity_init_std)[1:], dtype=weight.dtype)
     rows = torch.as_tensor([tok.user_base + u - 1 for u in known])
     weight[rows] = torch.as_tensor(scaled(user_vectors(ds, items, known), cfg.entity_init_std), dtype=weight.dtype)
+
+
+USER_TOKEN_MODES = ("trained", "fixed", "item_mean")
+
+
+class UserRows:
+    """How the user tokens' embedding rows learn during pretraining (``user_tokens``).
+
+    - ``trained``: free rows, like every other token. On the demo store they
+      memorise each user's training items: matching then scores the validation
+      item (the next one after them) far better than the test item.
+    - ``fixed``: the rows keep their starting vectors (with ``entity_init
+      cooccurrence``, the mean of the user's training items at the start).
+    - ``item_mean``: a user's row *is* the mean of the current rows of the
+      user's training items (times a constant gain that starts it at the items'
+      scale), recomputed in every forward pass, so the loss at a user token trains
+      those items' rows. A user token then carries the user's tastes, as far as the
+      items express them, and nothing it could memorise on its own. In a training
+      example the mean leaves out the example's own target and the items within
+      ``user_gap`` steps of it: every training target is one of the user's training
+      items, so with it the answer would be "the candidate inside the user's row",
+      and with its neighbours "a follow-up of an item in the row" -- while a test
+      target is two steps from the user's last training item (the validation item
+      lies between) and the demo store's follow-ups then no longer point at it.
+      The rows (over all training items) are written into the embedding table at
+      every epoch's end, so the saved backbone is an ordinary one.
+    """
+
+    def __init__(self, cfg: PretrainConfig, ds: P5Dataset, model: Backbone):
+        if cfg.user_tokens not in USER_TOKEN_MODES:
+            raise ValueError(f"user_tokens: unknown mode {cfg.user_tokens!r}; choose one of "
+                             f"{', '.join(USER_TOKEN_MODES)}")
+        self.cfg, self.model, self.tok = cfg, model, model.tokenizer
+        weight = model.t5.shared.weight
+        self.start = weight[self.tok.user_base:].detach().clone() if cfg.user_tokens == "fixed" else None
+        self.items = None
+        if cfg.user_tokens == "item_mean" and cfg.entity_tokens:
+            n_users = self.tok.vocab_size - self.tok.user_base
+            lists = [ds.sequences.get(u, [])[:-2] for u in range(1, n_users + 1)]
+            width = max(1, max(len(x) for x in lists))
+            # Row r lists user r+1's training items as token ids; padding points at
+            # row 0 with weight 0, so every user is one gather and one weighted sum.
+            self.items = torch.zeros(n_users, width, dtype=torch.long, device=weight.device)
+            self.present = torch.zeros(n_users, width, dtype=torch.bool, device=weight.device)
+            for r, x in enumerate(lists):
+                if x:
+                    self.items[r, : len(x)] = torch.as_tensor([self.tok.item_base + i - 1 for i in x])
+                    self.present[r, : len(x)] = True
+            with torch.no_grad():
+                means = self._means(torch.arange(n_users, device=weight.device))
+                item_rows = weight[self.tok.item_base:self.tok.user_base]
+                self.gain = float(item_rows.std() / means[self.present.any(1)].std().clamp(min=1e-12))
+            self.write_rows()
+
+    def _means(self, rows: torch.Tensor, leave_out: torch.Tensor | None = None) -> torch.Tensor:
+        """Mean item row of each user in ``rows``, without the token ``leave_out`` (one per
+        user) and the items within ``user_gap`` positions of it in the user's history."""
+        weight = self.model.t5.shared.weight
+        keep = self.present[rows]
+        if leave_out is not None:
+            at = self.items[rows] == leave_out.unsqueeze(1)
+            position = torch.arange(keep.shape[1], device=keep.device)
+            # distance of every history position to the nearest occurrence of the target
+            distance = torch.where(at, position, keep.shape[1] * 4).unsqueeze(1) - position.view(1, -1, 1)
+            distance = distance.abs().min(-1).values
+            keep = keep & (distance > self.cfg.user_gap)
+        w = keep.float() / keep.sum(1, keepdim=True).clamp(min=1)
+        return (weight[self.items[rows]] * w.unsqueeze(-1)).sum(1)
+
+    def embed(self, input_ids: torch.Tensor, whole_word_ids: torch.Tensor,
+              labels: torch.Tensor | None = None) -> torch.Tensor:
+        """Input embeddings of a training batch, user rows as the mode says (``labels``:
+        the batch's targets, whose first token is left out of the user's mean)."""
+        if self.items is None:
+            return self.model.embed(input_ids, whole_word_ids)
+        is_user = input_ids >= self.tok.user_base
+        rows = self.model.t5.shared(input_ids)
+        if is_user.any():
+            example, _ = torch.nonzero(is_user, as_tuple=True)
+            users = input_ids[is_user] - self.tok.user_base
+            leave_out = labels[example, 0] if labels is not None else None
+            rows = rows.masked_scatter(is_user.unsqueeze(-1), self.gain * self._means(users, leave_out))
+        return rows + self.model.whole_word_embeddings(whole_word_ids)
+
+    @torch.no_grad()
+    def after_step(self, embedding_lr: float) -> None:
+        weight = self.model.t5.shared.weight
+        if self.start is not None:
+            weight[self.tok.user_base:] = self.start
+        elif self.cfg.user_decay and self.items is None:
+            weight[self.tok.user_base:] *= 1.0 - embedding_lr * self.cfg.user_decay
+
+    @torch.no_grad()
+    def write_rows(self) -> None:
+        """Make the embedding table hold the rows the model was trained with."""
+        if self.items is not None:
+            weight = self.model.t5.shared.weight
+            weight[self.tok.user_base:] = self.gain * self._means(torch.arange(len(self.items), device=weight.device))
 
 
 def write_recipe(out: Path, cfg: PretrainConfig, state: dict, command: str | None, model: Backbone) -> None:
@@ -240,12 +377,7 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    # Trained user rows memorise each user's training items: on the demo store that
-    # predicted the validation item (next after them) at HR@5 0.41 but the test item
-    # barely above popularity. Kept at their co-occurrence start (the mean of the
-    # user's training items) they cannot memorise, but in 15 demo epochs matching then
-    # never left popularity level either, so this stays an option, off by default.
-    fixed_users = None if cfg.train_user_tokens else model.t5.shared.weight[tok.user_base:].detach().clone()
+    users = UserRows(cfg, ds, model)
     state = {"epoch": 0, "batch": 0, "step": 0, "history": [], "seconds": 0.0}
     state_path = out / STATE_FILE
     if state_path.exists():
@@ -276,16 +408,14 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
             b = model.batch(list(inputs), list(targets))
             if cfg.word_offset_max:
                 b.whole_word_ids = _shift_words(b.whole_word_ids, cfg.word_offset_max, cfg.seed, state["step"])
-            loss = model.t5(inputs_embeds=model.embed(b.input_ids, b.whole_word_ids),
+            loss = model.t5(inputs_embeds=users.embed(b.input_ids, b.whole_word_ids, b.labels),
                             attention_mask=b.attention_mask, labels=b.labels).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
+            users.after_step(sched.get_last_lr()[0])
             sched.step()
-            if fixed_users is not None:
-                with torch.no_grad():
-                    model.t5.shared.weight[tok.user_base:] = fixed_users
             state["step"] += 1
             state["batch"] = i + 1
             bar.update(1)
@@ -295,6 +425,7 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
                 t0 = time.time()
                 checkpoint()
         model.eval()
+        users.write_rows()
         state["seconds"] += time.time() - t0
         scores = {}
         for task in ("sequential", "matching"):

@@ -1,0 +1,98 @@
+"""How user-token rows learn in pretraining (``PretrainConfig.user_tokens``)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import tiny_backbone
+from paprec_core.pretrain import PretrainConfig, UserRows
+from paprec_core.tokenizer import Tokenizer, TokenizerSpec
+
+
+@pytest.fixture
+def model(spiece_path, demo_dataset):
+    spec = TokenizerSpec(entity_tokens=True, n_items=demo_dataset.n_items, n_users=max(demo_dataset.sequences))
+    return tiny_backbone(Tokenizer(spiece_path, spec))
+
+
+def _user_batch(tok, users):
+    ids = torch.tensor([[5, tok.user_base + u - 1, 1] for u in users])
+    return ids, torch.ones_like(ids)
+
+
+def test_item_mean_row_is_the_scaled_mean_of_the_users_training_items(model, demo_dataset):
+    rows = UserRows(PretrainConfig(user_tokens="item_mean"), demo_dataset, model)
+    tok, weight = model.tokenizer, model.t5.shared.weight
+    user = 7
+    train = demo_dataset.sequences[user][:-2]  # validation and test items never enter the row
+    expected = rows.gain * weight[[tok.item_base + i - 1 for i in train]].mean(0)
+    ids, words = _user_batch(tok, [user])
+    embeds = rows.embed(ids, words)
+    torch.testing.assert_close(embeds[0, 1], expected + model.whole_word_embeddings(words)[0, 1])
+    # The table holds the same row, so the saved backbone reads users as they were trained.
+    torch.testing.assert_close(weight[tok.user_base + user - 1], expected)
+    # Other positions embed as usual.
+    torch.testing.assert_close(embeds[0, 0], model.embed(ids, words)[0, 0])
+
+
+@pytest.mark.parametrize("gap", [0, 1])
+def test_item_mean_leaves_the_examples_target_and_its_neighbours_out(model, demo_dataset, gap):
+    rows = UserRows(PretrainConfig(user_tokens="item_mean", user_gap=gap), demo_dataset, model)
+    tok, weight = model.tokenizer, model.t5.shared.weight
+    user = next(u for u, seq in demo_dataset.sequences.items() if len(seq) >= 7)
+    train = demo_dataset.sequences[user][:-2]
+    target_at = 2
+    ids, words = _user_batch(tok, [user, user])
+    labels = torch.tensor([[tok.item_base + train[target_at] - 1, 1], [5, 1]])  # an item target, a text target
+    embeds = rows.embed(ids, words, labels) - model.whole_word_embeddings(words)
+    others = [tok.item_base + i - 1 for k, i in enumerate(train) if abs(k - target_at) > gap]
+    torch.testing.assert_close(embeds[0, 1], rows.gain * weight[others].mean(0))
+    torch.testing.assert_close(embeds[1, 1], rows.gain * weight[[tok.item_base + i - 1 for i in train]].mean(0))
+
+
+def test_item_mean_trains_the_items_rows_through_the_user_token(model, demo_dataset):
+    rows = UserRows(PretrainConfig(user_tokens="item_mean"), demo_dataset, model)
+    tok = model.tokenizer
+    user = 3
+    ids, words = _user_batch(tok, [user])
+    rows.embed(ids, words)[0, 1].sum().backward()
+    grad = model.t5.shared.weight.grad
+    touched = set(torch.nonzero(grad.abs().sum(1)).flatten().tolist())
+    train_rows = {tok.item_base + i - 1 for i in demo_dataset.sequences[user][:-2]}
+    assert train_rows <= touched
+    assert not any(r >= tok.user_base for r in touched)  # the free user row gets nothing
+    assert not {tok.item_base + i - 1 for i in demo_dataset.sequences[user][-2:]} - train_rows & touched
+
+
+def test_item_mean_rows_follow_the_items_after_a_step(model, demo_dataset):
+    rows = UserRows(PretrainConfig(user_tokens="item_mean"), demo_dataset, model)
+    tok, weight = model.tokenizer, model.t5.shared.weight
+    with torch.no_grad():
+        weight[tok.item_base:tok.user_base] += 1.0
+    rows.write_rows()
+    user = 5
+    train = demo_dataset.sequences[user][:-2]
+    torch.testing.assert_close(weight[tok.user_base + user - 1],
+                               rows.gain * weight[[tok.item_base + i - 1 for i in train]].mean(0))
+
+
+def test_fixed_rows_return_to_their_start_and_decay_shrinks_trained_rows(model, demo_dataset):
+    tok, weight = model.tokenizer, model.t5.shared.weight
+    start = weight[tok.user_base:].detach().clone()
+    fixed = UserRows(PretrainConfig(user_tokens="fixed"), demo_dataset, model)
+    with torch.no_grad():
+        weight[tok.user_base:] += 1.0
+    fixed.after_step(0.01)
+    torch.testing.assert_close(weight[tok.user_base:], start)
+
+    decayed = UserRows(PretrainConfig(user_tokens="trained", user_decay=10.0), demo_dataset, model)
+    items = weight[tok.item_base:tok.user_base].detach().clone()
+    decayed.after_step(0.01)
+    torch.testing.assert_close(weight[tok.user_base:], start * 0.9)
+    torch.testing.assert_close(weight[tok.item_base:tok.user_base], items)  # only user rows decay
+
+
+def test_unknown_mode_is_refused_by_name(model, demo_dataset):
+    with pytest.raises(ValueError, match="user_tokens: unknown mode 'mean'.*item_mean"):
+        UserRows(PretrainConfig(user_tokens="mean"), demo_dataset, model)
