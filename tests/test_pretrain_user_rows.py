@@ -96,3 +96,25 @@ def test_fixed_rows_return_to_their_start_and_decay_shrinks_trained_rows(model, 
 def test_unknown_mode_is_refused_by_name(model, demo_dataset):
     with pytest.raises(ValueError, match="user_tokens: unknown mode 'mean'.*item_mean"):
         UserRows(PretrainConfig(user_tokens="mean"), demo_dataset, model)
+
+
+def test_popular_negatives_keep_the_list_valid_and_lean_to_popular_items(demo_dataset):
+    import random
+
+    import numpy as np
+
+    from paprec_core.data import split_examples
+    from paprec_core.pretrain import _item_popularity, _with_popular_negatives
+
+    weights = _item_popularity(demo_dataset)
+    rng = random.Random(0)
+    uniform, popular = [], []
+    for rows in split_examples(demo_dataset, "matching", "train", n_negatives=19).values():
+        ex = rows[0]
+        new = _with_popular_negatives(ex, demo_dataset, weights, 0.5, rng)
+        assert new.target == ex.target and ex.target in new.candidates
+        assert len(set(new.candidates)) == len(ex.candidates) == 20
+        assert not (set(new.candidates) - {ex.target}) & set(demo_dataset.sequences[ex.user])
+        uniform += [weights[c] for c in ex.candidates if c != ex.target]
+        popular += [weights[c] for c in new.candidates if c != ex.target]
+    assert np.mean(popular) > 1.3 * np.mean(uniform)
