@@ -62,7 +62,7 @@ def cmd_pretrain(args) -> None:
                          epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                          max_history=args.max_history, threads=args.threads, embedding_lr=args.embedding_lr,
                          entity_init=args.entity_init, matching_per_user=args.matching_per_user,
-                         user_tokens=args.user_tokens, user_decay=args.user_decay, user_gap=args.user_gap,
+                         user_tokens=args.user_tokens, user_gap=args.user_gap,
                          popular_negatives=args.popular_negatives)
     import shlex
 
@@ -141,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     for name, typ in [("vocab_size", int), ("d_model", int), ("layers", int), ("heads", int), ("d_ff", int),
                       ("epochs", int), ("batch_size", int), ("lr", float), ("seed", int), ("max_history", int),
                       ("threads", int), ("embedding_lr", float), ("matching_per_user", int),
-                      ("user_decay", float), ("user_gap", int), ("popular_negatives", float)]:
+                      ("user_gap", int), ("popular_negatives", float)]:
         default = getattr(d, {"layers": "num_layers", "heads": "num_heads"}.get(name, name))
         s.add_argument("--" + name.replace("_", "-"), type=typ, default=default)
     s.add_argument("--entity-init", default=d.entity_init, choices=["random", "cooccurrence"],

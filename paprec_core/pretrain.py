@@ -64,7 +64,6 @@ class PretrainConfig:
     entity_init_std: float = 0.1
     entity_init: str = "cooccurrence"  # or "random": see entity_init.py
     user_tokens: str = "trained"       # or "fixed", "item_mean": see UserRows
-    user_decay: float = 0.0            # extra decoupled weight decay on trained user rows
     user_gap: int = 1                  # item_mean: items this close to the target are left out
     warmup_steps: int = 200
     weight_decay: float = 0.01
@@ -307,12 +306,9 @@ class UserRows:
         return rows + self.model.whole_word_embeddings(whole_word_ids)
 
     @torch.no_grad()
-    def after_step(self, embedding_lr: float) -> None:
-        weight = self.model.t5.shared.weight
+    def after_step(self) -> None:
         if self.start is not None:
-            weight[self.tok.user_base:] = self.start
-        elif self.cfg.user_decay and self.items is None:
-            weight[self.tok.user_base:] *= 1.0 - embedding_lr * self.cfg.user_decay
+            self.model.t5.shared.weight[self.tok.user_base:] = self.start
 
     @torch.no_grad()
     def write_rows(self) -> None:
@@ -414,7 +410,7 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
             opt.step()
-            users.after_step(sched.get_last_lr()[0])
+            users.after_step()
             sched.step()
             state["step"] += 1
             state["batch"] = i + 1
