@@ -63,7 +63,8 @@ def cmd_pretrain(args) -> None:
                          max_history=args.max_history, threads=args.threads, embedding_lr=args.embedding_lr,
                          entity_init=args.entity_init, matching_per_user=args.matching_per_user,
                          user_tokens=args.user_tokens, user_gap=args.user_gap,
-                         popular_negatives=args.popular_negatives)
+                         popular_negatives=args.popular_negatives,
+                         sequential_user_noise=args.sequential_user_noise)
     import shlex
 
     command = "python -m paprec_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -141,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, typ in [("vocab_size", int), ("d_model", int), ("layers", int), ("heads", int), ("d_ff", int),
                       ("epochs", int), ("batch_size", int), ("lr", float), ("seed", int), ("max_history", int),
                       ("threads", int), ("embedding_lr", float), ("matching_per_user", int),
-                      ("user_gap", int), ("popular_negatives", float)]:
+                      ("user_gap", int), ("popular_negatives", float),
+                      ("sequential_user_noise", float)]:
         default = getattr(d, {"layers": "num_layers", "heads": "num_heads"}.get(name, name))
         s.add_argument("--" + name.replace("_", "-"), type=typ, default=default)
     s.add_argument("--entity-init", default=d.entity_init, choices=["random", "cooccurrence"],

@@ -112,3 +112,18 @@ def test_popular_negatives_keep_the_list_valid_and_lean_to_popular_items(demo_da
         uniform += [weights[c] for c in ex.candidates if c != ex.target]
         popular += [weights[c] for c in new.candidates if c != ex.target]
     assert np.mean(popular) > 1.3 * np.mean(uniform)
+
+
+def test_user_noise_swaps_about_that_share_of_user_tokens_and_nothing_else(demo_dataset):
+    import random
+
+    from paprec_core.data import split_examples
+    from paprec_core.evaluate import flatten
+    from paprec_core.pretrain import _with_user_noise
+
+    examples = flatten(split_examples(demo_dataset, "sequential", "train"))
+    noisy = _with_user_noise(examples, sorted(demo_dataset.sequences), 0.5, random.Random(0))
+    swapped = sum(a.user != b.user for a, b in zip(examples, noisy))
+    assert 0.4 * len(examples) < swapped < 0.6 * len(examples)
+    assert [(a.history, a.target) for a in examples] == [(b.history, b.target) for b in noisy]
+    assert _with_user_noise(examples, sorted(demo_dataset.sequences), 0.0, random.Random(0)) == examples
