@@ -23,17 +23,20 @@ ids shifted by a random offset per example (see ``_shift_words``), and a few
 training phrasings that start with the task argument, so that the backbone
 reads prompts of any length (the search's prompts start with the argument).
 
-Matching is where a from-scratch backbone goes wrong on the demo store: its
-training targets are the user's own training items, the test target is two
-steps past them. Free user rows learn "which of these did the user buy" and
-with uniform negatives popularity alone wins the training lists, so test
-matching ended at or below the most-popular baseline although a user's mean
-co-occurrence vector ranks the test lists far better (cosine plus popularity:
-HR@5 0.43 vs 0.23). Drawing part of the negatives by popularity
-(``popular_negatives``) leaves the user row as the only way to win popular
-lists, which is what the test lists are; ``user_tokens`` offers rows tied to
-the user's items (``item_mean``) as an alternative, measured in
-assets/backbone/RECIPE.md.
+Matching is where a from-scratch backbone goes wrong on the demo store. Free
+user rows memorise the user's training items (every training target is one of
+them), which predicts the validation item, next after them, and not the test
+item two steps further: validation HR@5 rises to 0.4 while test stays at the
+most-popular level, although a user's mean co-occurrence vector ranks the test
+lists far better (cosine plus popularity, no model: HR@5 0.43 vs 0.23).
+Options measured there (README, "What the demo shows"), none default yet:
+``popular_negatives`` (part of the matching negatives drawn by popularity, so
+that popularity alone cannot win a training list) lifted test matching to
+0.25-0.27 but sank sequential; ``sequential_user_noise`` (some sequential
+examples shown with another user's token, so the token cannot stand in for the
+history) more than doubled test sequential (0.43) but left matching at
+popularity level; ``user_tokens`` "fixed" and "item_mean" (rows tied to the
+user's items) stop the memorising but matching stayed at popularity level.
 """
 
 from __future__ import annotations
