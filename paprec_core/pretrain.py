@@ -55,11 +55,13 @@ from tqdm import tqdm
 
 from .backbone import Backbone, pick_device
 from .data import Example, P5Dataset, split_examples
+from .errors import ConfigError
 from .evaluate import flatten, evaluate_manual
 from .prompts import MANUAL_PROMPTS, TRAINING_PROMPTS, render, target_text
 from .tokenizer import MAX_WORDS, Tokenizer, TokenizerSpec, train_tokenizer
 
 STATE_FILE = "train_state.pt"
+USER_TOKEN_MODES = ("trained", "fixed", "item_mean")
 
 
 @dataclass
@@ -93,6 +95,15 @@ class PretrainConfig:
     save_every: int = 500
     val_users: int = 500
     threads: int = 0
+
+    def __post_init__(self):
+        if self.user_tokens not in USER_TOKEN_MODES:
+            raise ConfigError("user_tokens", f"{self.user_tokens!r} is not one of {', '.join(USER_TOKEN_MODES)}")
+        for name in ("popular_negatives", "sequential_user_noise"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ConfigError(name, f"{getattr(self, name)!r} is a share: give a number from 0 to 1")
+        if self.user_gap < 0:
+            raise ConfigError("user_gap", f"{self.user_gap!r}: give 0 (leave out only the target) or more")
 
 
 def data_fingerprint(ds: P5Dataset) -> str:
@@ -254,9 +265,6 @@ def init_from_cooccurrence(model: Backbone, ds: P5Dataset, cfg: PretrainConfig) 
     weight[rows] = torch.as_tensor(scaled(user_vectors(ds, items, known), cfg.entity_init_std), dtype=weight.dtype)
 
 
-USER_TOKEN_MODES = ("trained", "fixed", "item_mean")
-
-
 class UserRows:
     """How the user tokens' embedding rows learn during pretraining (``user_tokens``).
 
@@ -281,9 +289,6 @@ class UserRows:
     """
 
     def __init__(self, cfg: PretrainConfig, ds: P5Dataset, model: Backbone):
-        if cfg.user_tokens not in USER_TOKEN_MODES:
-            raise ValueError(f"user_tokens: unknown mode {cfg.user_tokens!r}; choose one of "
-                             f"{', '.join(USER_TOKEN_MODES)}")
         self.cfg, self.model, self.tok = cfg, model, model.tokenizer
         weight = model.t5.shared.weight
         self.start = weight[self.tok.user_base:].detach().clone() if cfg.user_tokens == "fixed" else None

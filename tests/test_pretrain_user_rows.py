@@ -87,9 +87,17 @@ def test_fixed_rows_return_to_their_start_after_a_step(model, demo_dataset):
     torch.testing.assert_close(weight[tok.user_base:], start)
 
 
-def test_unknown_mode_is_refused_by_name(model, demo_dataset):
-    with pytest.raises(ValueError, match="user_tokens: unknown mode 'mean'.*item_mean"):
-        UserRows(PretrainConfig(user_tokens="mean"), demo_dataset, model)
+@pytest.mark.parametrize("field, value, message", [
+    ("user_tokens", "mean", "'user_tokens': 'mean' is not one of trained, fixed, item_mean"),
+    ("popular_negatives", 1.5, "'popular_negatives': 1.5 is a share"),
+    ("sequential_user_noise", -0.1, "'sequential_user_noise': -0.1 is a share"),
+    ("user_gap", -1, "'user_gap': -1"),
+])
+def test_bad_recipe_values_are_refused_by_field(field, value, message):
+    from paprec_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message):
+        PretrainConfig(**{field: value})
 
 
 def test_popular_negatives_keep_the_list_valid_and_lean_to_popular_items(demo_dataset):
