@@ -102,6 +102,9 @@ class PretrainConfig:
         for name in ("popular_negatives", "sequential_user_noise"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(name, f"{getattr(self, name)!r} is a share: give a number from 0 to 1")
+        if self.user_tokens != "trained" and not self.entity_tokens:
+            raise ConfigError("user_tokens", f"{self.user_tokens!r} needs one token per user; with items and "
+                                             "users as text pieces only 'trained' applies")
         if self.user_gap < 0:
             raise ConfigError("user_gap", f"{self.user_gap!r}: give 0 (leave out only the target) or more")
 
@@ -293,12 +296,12 @@ class UserRows:
         weight = model.t5.shared.weight
         self.start = weight[self.tok.user_base:].detach().clone() if cfg.user_tokens == "fixed" else None
         self.items = None
-        if cfg.user_tokens == "item_mean" and cfg.entity_tokens:
+        if cfg.user_tokens == "item_mean":
             n_users = self.tok.vocab_size - self.tok.user_base
             lists = [ds.sequences.get(u, [])[:-2] for u in range(1, n_users + 1)]
             width = max(1, max(len(x) for x in lists))
-            # Row r lists user r+1's training items as token ids; padding points at
-            # row 0 with weight 0, so every user is one gather and one weighted sum.
+            # Row r lists user r+1's training items as token ids, padded and masked by
+            # `present`, so any set of users is one gather and one weighted sum.
             self.items = torch.zeros(n_users, width, dtype=torch.long, device=weight.device)
             self.present = torch.zeros(n_users, width, dtype=torch.bool, device=weight.device)
             for r, x in enumerate(lists):

@@ -98,6 +98,8 @@ def test_bad_recipe_values_are_refused_by_field(field, value, message):
 
     with pytest.raises(ConfigError, match=message):
         PretrainConfig(**{field: value})
+    with pytest.raises(ConfigError, match="'user_tokens': 'item_mean' needs one token per user"):
+        PretrainConfig(user_tokens="item_mean", entity_tokens=False)
 
 
 def test_popular_negatives_keep_the_list_valid_and_lean_to_popular_items(demo_dataset):
