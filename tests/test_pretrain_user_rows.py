@@ -98,6 +98,11 @@ def test_bad_recipe_values_are_refused_by_field(field, value, message):
 
     with pytest.raises(ConfigError, match=message):
         PretrainConfig(**{field: value})
+
+
+def test_user_rows_other_than_trained_need_one_token_per_user():
+    from paprec_core.errors import ConfigError
+
     with pytest.raises(ConfigError, match="'user_tokens': 'item_mean' needs one token per user"):
         PretrainConfig(user_tokens="item_mean", entity_tokens=False)
 
