@@ -295,12 +295,17 @@ def split_examples(ds: P5Dataset, task: str, split: str, max_history: int = 20,
     return out
 
 
+def training_history(seq: list[int]) -> list[int]:
+    """What training may see of a user's history: all but the validation and test items."""
+    return seq[:-2]
+
+
 def _targets(seq: list[int], split: str) -> list[tuple[list[int], int]]:
     if split == "test":
         return [(seq[:-1], seq[-1])]
     if split == "val":
-        return [(seq[:-2], seq[-2])]
-    train = seq[:-2]
+        return [(training_history(seq), seq[-2])]
+    train = training_history(seq)
     return [(train[:i], train[i]) for i in range(1, len(train))]
 
 

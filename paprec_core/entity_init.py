@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from .data import P5Dataset
+from .data import P5Dataset, training_history
 
 WINDOW = 3
 
@@ -32,7 +32,7 @@ def item_vectors(ds: P5Dataset, dim: int, seed: int = 0) -> np.ndarray:
     n = ds.n_items + 1
     rows, cols, vals = [], [], []
     for seq in ds.sequences.values():
-        train = seq[:-2]
+        train = training_history(seq)
         for d in range(1, WINDOW + 1):
             a, b = train[:-d], train[d:]
             rows += a + b
@@ -56,8 +56,8 @@ def item_vectors(ds: P5Dataset, dim: int, seed: int = 0) -> np.ndarray:
 
 def user_vectors(ds: P5Dataset, items: np.ndarray, users: list[int]) -> np.ndarray:
     """Mean of each user's training items (the last two are held out)."""
-    return np.stack([items[ds.sequences[u][:-2]].mean(axis=0) if len(ds.sequences[u]) > 2
-                     else np.zeros(items.shape[1]) for u in users])
+    histories = [training_history(ds.sequences[u]) for u in users]
+    return np.stack([items[h].mean(axis=0) if h else np.zeros(items.shape[1]) for h in histories])
 
 
 def scaled(vectors: np.ndarray, std: float) -> np.ndarray:

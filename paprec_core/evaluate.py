@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 
 from .backbone import Backbone, ItemTrie
-from .data import Example, P5Dataset, split_examples
+from .data import Example, P5Dataset, split_examples, training_history
 from .metrics import hit_ranks, mean_metrics, ranking_metrics, text_metrics
 from .prompts import manual_prompt, render
 from .ranking import generate_texts, item_trie, rank_items
@@ -83,7 +83,7 @@ def evaluate_manual(backbone: Backbone, ds: P5Dataset, task: str, which: str = "
 
 
 def _train_sequences(ds: P5Dataset) -> list[list[int]]:
-    return [seq[:-2] for seq in ds.sequences.values()]
+    return [training_history(seq) for seq in ds.sequences.values()]
 
 
 def popularity_baseline(ds: P5Dataset, task: str, split: str = "test", seed: int = 0) -> dict[str, float]:

@@ -54,7 +54,7 @@ import torch
 from tqdm import tqdm
 
 from .backbone import Backbone, pick_device
-from .data import Example, P5Dataset, split_examples
+from .data import Example, P5Dataset, split_examples, training_history
 from .errors import ConfigError
 from .evaluate import flatten, evaluate_manual
 from .prompts import MANUAL_PROMPTS, TRAINING_PROMPTS, render, target_text
@@ -201,7 +201,7 @@ def _with_user_noise(examples: list[Example], users: list[int], share: float,
 def _item_popularity(ds: P5Dataset) -> np.ndarray:
     counts = np.zeros(ds.n_items + 1)
     for seq in ds.sequences.values():
-        np.add.at(counts, seq[:-2], 1)
+        np.add.at(counts, training_history(seq), 1)
     return counts
 
 
@@ -298,7 +298,7 @@ class UserRows:
         self.items = None
         if cfg.user_tokens == "item_mean":
             n_users = self.tok.vocab_size - self.tok.user_base
-            lists = [ds.sequences.get(u, [])[:-2] for u in range(1, n_users + 1)]
+            lists = [training_history(ds.sequences.get(u, [])) for u in range(1, n_users + 1)]
             width = max(1, max(len(x) for x in lists))
             # Row r lists user r+1's training items as token ids, padded and masked by
             # `present`, so any set of users is one gather and one weighted sum.
