@@ -64,7 +64,8 @@ def cmd_pretrain(args) -> None:
                          entity_init=args.entity_init, matching_per_user=args.matching_per_user,
                          user_tokens=args.user_tokens, user_gap=args.user_gap,
                          popular_negatives=args.popular_negatives,
-                         sequential_user_noise=args.sequential_user_noise)
+                         sequential_user_noise=args.sequential_user_noise,
+                         shared_user_vector=args.shared_user_vector)
     import shlex
 
     command = "python -m paprec_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -151,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--user-tokens", default=d.user_tokens, choices=list(USER_TOKEN_MODES),
                    help="how user tokens learn: free rows ('trained'), kept at their start ('fixed'), or "
                         "the mean of the user's training items' rows ('item_mean')")
+    s.add_argument("--shared-user-vector", action="store_true",
+                   help="learn one vector added to every user token, so that a user token is told apart "
+                        "from item tokens (folded into the rows of the saved backbone)")
     s.add_argument("--device", default="auto")
     s.set_defaults(func=cmd_pretrain)
 

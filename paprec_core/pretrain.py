@@ -82,6 +82,7 @@ class PretrainConfig:
     entity_init: str = "cooccurrence"  # or "random": see entity_init.py
     user_tokens: str = "trained"       # or "fixed", "item_mean": see UserRows
     user_gap: int = 1                  # item_mean: items this close to the target are left out
+    shared_user_vector: bool = False   # one learned vector added to every user token: see UserRows
     warmup_steps: int = 200
     weight_decay: float = 0.01
     matching_per_user: int = 4
@@ -296,6 +297,9 @@ class UserRows:
         weight = model.t5.shared.weight
         self.start = weight[self.tok.user_base:].detach().clone() if cfg.user_tokens == "fixed" else None
         self.items = None
+        self.shared = None
+        if cfg.shared_user_vector:
+            self.shared = torch.zeros(weight.shape[1], device=weight.device, requires_grad=True)
         if cfg.user_tokens == "item_mean":
             n_users = self.tok.vocab_size - self.tok.user_base
             lists = [training_history(ds.sequences.get(u, [])) for u in range(1, n_users + 1)]
@@ -313,6 +317,18 @@ class UserRows:
                 item_rows = weight[self.tok.item_base:self.tok.user_base]
                 self.gain = float(item_rows.std() / means[self.present.any(1)].std().clamp(min=1e-12))
             self.write_rows()
+
+    def parameters(self) -> list[torch.Tensor]:
+        """Trained tensors of their own (beside the model's), for the optimizer."""
+        return [self.shared] if self.shared is not None else []
+
+    def state_dict(self) -> dict:
+        return {"shared": self.shared.detach().cpu()} if self.shared is not None else {}
+
+    def load_state_dict(self, saved: dict) -> None:
+        if self.shared is not None:
+            with torch.no_grad():
+                self.shared.copy_(saved["shared"])
 
     def _means(self, rows: torch.Tensor, leave_out: torch.Tensor | None = None) -> torch.Tensor:
         """Mean item row of each user in ``rows``, without the token ``leave_out`` (one per
@@ -333,28 +349,42 @@ class UserRows:
               labels: torch.Tensor | None = None) -> torch.Tensor:
         """Input embeddings of a training batch, user rows as the mode says (``labels``:
         the batch's targets, whose first token is left out of the user's mean)."""
-        if self.items is None:
+        if self.items is None and self.shared is None:
             return self.model.embed(input_ids, whole_word_ids)
         is_user = input_ids >= self.tok.user_base
         rows = self.model.t5.shared(input_ids)
-        if is_user.any():
+        if self.items is not None and is_user.any():
             example, _ = torch.nonzero(is_user, as_tuple=True)
             users = input_ids[is_user] - self.tok.user_base
             leave_out = labels[example, 0] if labels is not None else None
             rows = rows.masked_scatter(is_user.unsqueeze(-1), self.gain * self._means(users, leave_out))
+        if self.shared is not None:
+            rows = rows + is_user.unsqueeze(-1) * self.shared
         return rows + self.model.whole_word_embeddings(whole_word_ids)
 
     @torch.no_grad()
     def after_step(self) -> None:
+        """Undo what a step (or ``write_rows``) did to rows that must not learn."""
         if self.start is not None:
             self.model.t5.shared.weight[self.tok.user_base:] = self.start
 
     @torch.no_grad()
     def write_rows(self) -> None:
-        """Make the embedding table hold the rows the model was trained with."""
+        """Make the embedding table hold the rows the model was trained with.
+
+        The shared vector is folded into the rows and starts again from zero,
+        which leaves every training input as it was (row + vector) -- except in
+        ``fixed`` mode, whose rows are put back to their start after the next
+        step, so there the vector stays and is only added to the table."""
+        weight = self.model.t5.shared.weight
         if self.items is not None:
-            weight = self.model.t5.shared.weight
             weight[self.tok.user_base:] = self.gain * self._means(torch.arange(len(self.items), device=weight.device))
+        elif self.start is not None:
+            weight[self.tok.user_base:] = self.start
+        if self.shared is not None:
+            weight[self.tok.user_base:] += self.shared
+            if self.items is None and self.start is None:
+                self.shared.zero_()
 
 
 def write_recipe(out: Path, cfg: PretrainConfig, state: dict, command: str | None, model: Backbone) -> None:
@@ -399,7 +429,8 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
         model.t5.shared.weight[tok.item_base:].normal_(0.0, cfg.entity_init_std)
         if cfg.entity_init == "cooccurrence" and cfg.entity_tokens:
             init_from_cooccurrence(model, ds, cfg)
-    embeddings = [model.t5.shared.weight]
+    users = UserRows(cfg, ds, model)
+    embeddings = [model.t5.shared.weight] + users.parameters()
     body = [p for p in model.parameters() if p is not model.t5.shared.weight]
     opt = torch.optim.AdamW([{"params": embeddings, "lr": cfg.embedding_lr}, {"params": body, "lr": cfg.lr}],
                             weight_decay=cfg.weight_decay)
@@ -412,7 +443,6 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
         return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - cfg.warmup_steps) / max(1, total - cfg.warmup_steps))))
 
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
-    users = UserRows(cfg, ds, model)
     state = {"epoch": 0, "batch": 0, "step": 0, "history": [], "seconds": 0.0}
     state_path = out / STATE_FILE
     if state_path.exists():
@@ -423,12 +453,13 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
         model.load_state_dict(saved["model"])
         opt.load_state_dict(saved["optimizer"])
         sched.load_state_dict(saved["scheduler"])
+        users.load_state_dict(saved.get("user_rows", {}))
         state = saved["state"]
 
     def checkpoint():
         tmp = state_path.with_suffix(".tmp")
         torch.save({"config": asdict(cfg), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                    "scheduler": sched.state_dict(), "state": state}, tmp)
+                    "scheduler": sched.state_dict(), "user_rows": users.state_dict(), "state": state}, tmp)
         tmp.replace(state_path)  # atomic: a kill never leaves half a checkpoint
 
     bar = tqdm(total=total, initial=state["step"], disable=not progress, desc="pretrain", unit="step")
@@ -437,6 +468,7 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
         epoch = state["epoch"]
         batches = _batches(epoch_examples(ds, tok, cfg, epoch), cfg.batch_size, random.Random(cfg.seed + epoch))
         model.train()
+        users.after_step()
         t0 = time.time()
         for i in range(state["batch"], len(batches)):
             inputs, targets = zip(*batches[i])
@@ -447,7 +479,7 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
                             attention_mask=b.attention_mask, labels=b.labels).loss
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + users.parameters(), 1.0)
             opt.step()
             users.after_step()
             sched.step()

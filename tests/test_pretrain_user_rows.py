@@ -142,3 +142,56 @@ def test_user_noise_swaps_about_that_share_of_user_tokens_and_nothing_else(demo_
     assert 0.4 * len(examples) < swapped < 0.6 * len(examples)
     assert [(a.history, a.target) for a in examples] == [(b.history, b.target) for b in noisy]
     assert _with_user_noise(examples, sorted(demo_dataset.sequences), 0.0, random.Random(0)) == examples
+
+
+@pytest.mark.parametrize("mode", ["trained", "fixed", "item_mean"])
+def test_shared_user_vector_is_added_to_user_tokens_and_kept_by_the_saved_rows(model, demo_dataset, mode):
+    tok, weight = model.tokenizer, model.t5.shared.weight
+    rows = UserRows(PretrainConfig(user_tokens=mode, shared_user_vector=True), demo_dataset, model)
+    assert rows.parameters() == [rows.shared]
+    with torch.no_grad():
+        rows.shared += torch.arange(weight.shape[1], dtype=weight.dtype)
+    ids, words = _user_batch(tok, [4, 9])
+    before = rows.embed(ids, words).detach()
+    without = UserRows(PretrainConfig(user_tokens=mode), demo_dataset, model).embed(ids, words).detach()
+    torch.testing.assert_close(before[:, 1], without[:, 1] + rows.shared.detach())
+    torch.testing.assert_close(before[:, [0, 2]], without[:, [0, 2]])  # only user positions move
+    rows.write_rows()
+    # The saved table reads users as training did, and training goes on from the same inputs.
+    torch.testing.assert_close(model.embed(ids, words), before)
+    rows.after_step()
+    torch.testing.assert_close(rows.embed(ids, words), before)
+
+
+def test_shared_user_vector_learns_and_a_killed_run_resumes_to_the_same_weights(demo_dataset, spiece_path,
+                                                                               tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    from paprec_core.pretrain import STATE_FILE, pretrain
+
+    cfg = PretrainConfig(tasks=["sequential"], shared_user_vector=True, epochs=1, d_model=16, num_layers=1,
+                         num_heads=2, d_ff=32, val_users=5, save_every=5, batch_size=8)
+    pretrain(demo_dataset, tmp_path / "whole", cfg, spiece=spiece_path, progress=False)
+
+    class Killed(Exception):
+        pass
+
+    steps = {"n": 0}
+    original = UserRows.after_step
+
+    def dies_after_seven_steps(self):
+        original(self)
+        steps["n"] += 1
+        if steps["n"] == 8:  # the epoch's start counts once
+            raise Killed
+
+    monkeypatch.setattr(UserRows, "after_step", dies_after_seven_steps)
+    with pytest.raises(Killed):
+        pretrain(demo_dataset, tmp_path / "killed", cfg, spiece=spiece_path, progress=False)
+    saved = torch.load(tmp_path / "killed" / STATE_FILE, weights_only=False)
+    assert saved["state"]["step"] == 5 and saved["user_rows"]["shared"].abs().sum() > 0  # it learns
+    monkeypatch.setattr(UserRows, "after_step", original)
+    pretrain(demo_dataset, tmp_path / "killed", cfg, spiece=spiece_path, progress=False)
+    whole, resumed = (load_file(tmp_path / d / "model.safetensors") for d in ("whole", "killed"))
+    for name in whole:
+        torch.testing.assert_close(resumed[name], whole[name], rtol=0, atol=0, msg=name)
