@@ -8,6 +8,7 @@ store and a tiny random backbone from ``conftest``; ``PAPREC_STORE`` points the 
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from pathlib import Path
@@ -331,6 +332,8 @@ def test_data_page_pretrains_a_backbone_in_the_background(empty_env, demo_store)
     for key, value in (("p_epochs", 1), ("p_dmodel", 16), ("p_layers", 1), ("p_heads", 2), ("p_dff", 32),
                        ("p_vocab", 300), ("p_val_users", 20)):
         at.number_input(key=key).set_value(value)
+    at.selectbox(key="p_user_tokens").set_value("item_mean")  # the demo backbone's recipe
+    at.checkbox(key="p_shared_user").check()
     at.button(key="p_start").click()
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -340,6 +343,8 @@ def test_data_page_pretrains_a_backbone_in_the_background(empty_env, demo_store)
         at.run()
     assert any("Backbone ready" in s.value for s in at.success), texts(at)
     assert (empty_env / "bb" / "model.safetensors").exists()
+    recipe = json.loads((empty_env / "bb" / "backbone.json").read_text())["recipe"]
+    assert recipe["user_tokens"] == "item_mean" and recipe["shared_user_vector"] is True
     assert any("Job 1" in m.value and "finished" in m.value for m in at.markdown)
 
 

@@ -42,7 +42,7 @@ def statistics() -> None:
 
 
 def launcher() -> None:
-    from paprec_core.pretrain import PretrainConfig
+    from paprec_core.pretrain import USER_TOKEN_MODES, PretrainConfig
 
     st.subheader("Pretrain a backbone")
     d = PretrainConfig()
@@ -62,11 +62,18 @@ def launcher() -> None:
     batch = c6.number_input("Batch size", min_value=1, value=d.batch_size, key="p_batch")
     lr = c7.number_input("Learning rate", min_value=1e-5, value=d.lr, format="%.4f", key="p_lr")
     hist = c8.number_input("Max history", min_value=1, value=d.max_history, key="p_hist")
-    c9, c10, _, _ = st.columns(4)
+    c9, c10, c11, c12 = st.columns(4)
     vocab = c9.number_input("Vocabulary size", min_value=100, value=d.vocab_size, step=100, key="p_vocab",
                             help="SentencePiece pieces trained on the dataset's text (titles, prompts).")
     val_users = c10.number_input("Validation users", min_value=1, value=d.val_users, step=100, key="p_val_users",
                                  help="Users the per-epoch validation HR@5 is measured on.")
+    user_tokens = c11.selectbox("User tokens", USER_TOKEN_MODES, index=USER_TOKEN_MODES.index(d.user_tokens),
+                                key="p_user_tokens",
+                                help="trained: free rows; fixed: kept at their start; item_mean: the mean of "
+                                     "the user's training items (the demo backbone's recipe).")
+    shared_user = c12.checkbox("Shared user vector", value=d.shared_user_vector, key="p_shared_user",
+                               help="One learned vector added to every user token, so the model tells users "
+                                    "from items (the demo backbone's recipe).")
     if "explanation" in tasks:
         st.caption("Explanation data is read from `exp_splits.pkl`, a pickle: only use folders you trust.")
     if st.button("Start pretraining", type="primary", icon=":material/model_training:", key="p_start"):
@@ -78,7 +85,8 @@ def launcher() -> None:
             return
         cfg = {"tasks": tasks, "epochs": int(epochs), "d_model": int(d_model), "num_layers": int(layers),
                "num_heads": int(heads), "d_ff": int(d_ff), "batch_size": int(batch), "lr": float(lr),
-               "max_history": int(hist), "vocab_size": int(vocab), "val_users": int(val_users)}
+               "max_history": int(hist), "vocab_size": int(vocab), "val_users": int(val_users),
+               "user_tokens": user_tokens, "shared_user_vector": bool(shared_user)}
         try:
             job = board().start(str(resolve(data)), str(resolve(out)), cfg)
         except RuntimeError as e:
