@@ -65,7 +65,7 @@ def cmd_pretrain(args) -> None:
                          user_tokens=args.user_tokens, user_gap=args.user_gap,
                          popular_negatives=args.popular_negatives,
                          sequential_user_noise=args.sequential_user_noise,
-                         shared_user_vector=args.shared_user_vector)
+                         shared_user_vector=args.shared_user_vector, word_offset_max=args.word_offset_max)
     import shlex
 
     command = "python -m paprec_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -144,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
                       ("epochs", int), ("batch_size", int), ("lr", float), ("seed", int), ("max_history", int),
                       ("threads", int), ("embedding_lr", float), ("matching_per_user", int),
                       ("user_gap", int), ("popular_negatives", float),
-                      ("sequential_user_noise", float)]:
+                      ("sequential_user_noise", float), ("word_offset_max", int)]:
         default = getattr(d, {"layers": "num_layers", "heads": "num_heads"}.get(name, name))
         s.add_argument("--" + name.replace("_", "-"), type=typ, default=default)
     s.add_argument("--entity-init", default=d.entity_init, choices=["random", "cooccurrence"],

@@ -106,6 +106,9 @@ class PretrainConfig:
         if self.user_tokens != "trained" and not self.entity_tokens:
             raise ConfigError("user_tokens", f"{self.user_tokens!r} needs one token per user; with items and "
                                              "users as text pieces only 'trained' applies")
+        if self.word_offset_max < 0:
+            raise ConfigError("word_offset_max", f"{self.word_offset_max!r}: give 0 (words where the prompt puts "
+                                                 "them) or more")
         if self.user_gap < 0:
             raise ConfigError("user_gap", f"{self.user_gap!r}: give 0 (leave out only the target) or more")
 

@@ -92,6 +92,7 @@ def test_fixed_rows_return_to_their_start_after_a_step(model, demo_dataset):
     ("popular_negatives", 1.5, "'popular_negatives': 1.5 is a share"),
     ("sequential_user_noise", -0.1, "'sequential_user_noise': -0.1 is a share"),
     ("user_gap", -1, "'user_gap': -1"),
+    ("word_offset_max", -2, "'word_offset_max': -2"),
 ])
 def test_bad_recipe_values_are_refused_by_field(field, value, message):
     from paprec_core.errors import ConfigError
