@@ -89,24 +89,38 @@ def load_backbone(path: str | Path, spiece: str | None = None, device: str | Non
 def cmd_evaluate(args) -> None:
     import numpy as np
 
+    from .compare import paired_p_value
     from .data import load_dataset
-    from .evaluate import REPETITIONS, evaluate_manual, popularity_baseline, transition_baseline
+    from .evaluate import (REPETITIONS, evaluate_manual, popularity_baseline, repeated_baseline,
+                           transition_baseline)
 
     ds = load_dataset(args.data, read_reviews=args.task == "explanation")
     backbone = load_backbone(args.backbone, args.spiece, args.device)
     reps = REPETITIONS if args.repetitions is None else args.repetitions
-    rows = []
+    per_prompt = {}
     for which in args.prompt:
-        m = evaluate_manual(backbone, ds, args.task, which, split=args.split, repetitions=reps,
-                            method=args.ranking, num_beams=20, top_k=10)
-        rows.append({"prompt": f"{which} manual", **{k: float(np.mean(v)) for k, v in m.items()}})
+        per_prompt[f"{which} manual"] = evaluate_manual(backbone, ds, args.task, which, split=args.split,
+                                                        repetitions=reps, method=args.ranking, num_beams=20,
+                                                        top_k=10)
+    popular = None
     if args.task != "explanation" and args.baselines:
-        rows.append({"prompt": "most popular", **popularity_baseline(ds, args.task, args.split)})
-        rows.append({"prompt": "transitions", **transition_baseline(ds, args.task, args.split)})
+        # on the same lists as the prompts (matching: the same re-drawn negatives), so they pair up
+        popular = repeated_baseline(popularity_baseline, ds, args.task, args.split, reps)
+        per_prompt["most popular"] = popular
+        per_prompt["transitions"] = repeated_baseline(transition_baseline, ds, args.task, args.split, reps)
+    rows = [{"prompt": name, **{k: float(np.mean(v)) for k, v in m.items()}} for name, m in per_prompt.items()]
     columns = ["prompt"] + [k for k in rows[0] if k != "prompt"]
     protocol = "beam search of 5, one sentence" if args.task == "explanation" else "beam 20, top-10"
     print(f"{args.task} on {ds.name} ({args.split} split, {protocol})")
     _print_table(rows, columns)
+    if popular is not None:
+        n = len(popular["HR@5"])
+        print(f"against most popular (paired t-test over the same {n:,} lists):")
+        for which in args.prompt:
+            m = per_prompt[f"{which} manual"]
+            print(f"  {which} manual: " + ", ".join(
+                f"{k} {np.mean(m[k]) - np.mean(popular[k]):+.4f} (p = {paired_p_value(m[k], popular[k]):.2g})"
+                for k in ("HR@5", "NDCG@5")))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
 

@@ -86,8 +86,10 @@ def _train_sequences(ds: P5Dataset) -> list[list[int]]:
     return [training_history(seq) for seq in ds.sequences.values()]
 
 
-def popularity_baseline(ds: P5Dataset, task: str, split: str = "test", seed: int = 0) -> dict[str, float]:
-    """Most-popular items over the training histories (matching: the most popular candidates)."""
+def popularity_baseline(ds: P5Dataset, task: str, split: str = "test", seed: int = 0,
+                        per_example: bool = False) -> dict:
+    """Most-popular items over the training histories (matching: the most popular candidates).
+    Mean metrics, or per-example ones (``per_example``) to pair with a prompt's."""
     counts = Counter(i for seq in _train_sequences(ds) for i in seq)
     top = [i for i, _ in counts.most_common(10)]
     examples = flatten(split_examples(ds, task, split, seed=seed))
@@ -95,11 +97,16 @@ def popularity_baseline(ds: P5Dataset, task: str, split: str = "test", seed: int
         lists = [sorted(ex.candidates, key=lambda c: -counts.get(c, 0))[:10] for ex in examples]
     else:
         lists = [top for _ in examples]
-    return mean_metrics(ranking_metrics(hit_ranks(lists, [ex.target for ex in examples])))
+    return _baseline_metrics(lists, examples, per_example)
+
+
+def _baseline_metrics(lists: list[list[int]], examples: list[Example], per_example: bool) -> dict:
+    m = ranking_metrics(hit_ranks(lists, [ex.target for ex in examples]))
+    return m if per_example else mean_metrics(m)
 
 
 def transition_baseline(ds: P5Dataset, task: str = "sequential", split: str = "test", seed: int = 0,
-                        window: int = 3) -> dict[str, float]:
+                        window: int = 3, per_example: bool = False) -> dict:
     """Item-to-item transitions from the last ``window`` items (weights 1, 1/2, 1/4),
     backed off to popularity; fitted on the training histories only."""
     follows: dict[int, Counter] = defaultdict(Counter)
@@ -127,4 +134,14 @@ def transition_baseline(ds: P5Dataset, task: str = "sequential", split: str = "t
         else:
             ranked = sorted(pool, key=lambda c: (-score.get(c, 0.0), -counts.get(c, 0) / n_total))[:10]
         lists.append(ranked)
-    return mean_metrics(ranking_metrics(hit_ranks(lists, [ex.target for ex in examples])))
+    return _baseline_metrics(lists, examples, per_example)
+
+
+def repeated_baseline(baseline: Callable[..., dict], ds: P5Dataset, task: str, split: str = "test",
+                      repetitions: int = 1) -> dict[str, np.ndarray]:
+    """Per-example metrics of a baseline on the same lists as ``evaluate_manual`` with
+    ``repetitions`` (matching: negatives drawn with seed = repetition index), in the same order,
+    so that a prompt and a baseline can be compared value by value."""
+    parts = [baseline(ds, task, split, seed=rep, per_example=True)
+             for rep in range(repetitions if task == "matching" else 1)]
+    return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

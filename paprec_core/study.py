@@ -507,10 +507,8 @@ class Study:
         return sorted(users[i] for i in pick)
 
     def _baselines(self, step: Step, e: dict) -> None:
-        import numpy as np
-
         from .compare import runs_needed
-        from .evaluate import evaluate_manual, popularity_baseline, transition_baseline
+        from .evaluate import evaluate_manual, popularity_baseline, repeated_baseline, transition_baseline
         from .prompts import SEEN
 
         cfg = base_config(self.opts, step.task)
@@ -523,8 +521,7 @@ class Study:
         rows = [{"name": f"Seen manual ({SEEN[step.task]})", "metrics": _means(seen)}]
         if step.task != "explanation":
             for name, fn in (("Most popular", popularity_baseline), ("Item-to-item transitions", transition_baseline)):
-                parts = [fn(ds, step.task, "test", seed=rep) for rep in range(reps)]
-                rows.append({"name": name, "metrics": {k: float(np.mean([p[k] for p in parts])) for k in parts[0]}})
+                rows.append({"name": name, "metrics": _means(repeated_baseline(fn, ds, step.task, "test", reps))})
         e.update(result={"rows": rows, "split": "test", "runs": reps,
                          "users": len(users) if users is not None else len(ds.sequences),
                          "baseline_users": len(ds.sequences)},
