@@ -330,7 +330,7 @@ def test_data_page_pretrains_a_backbone_in_the_background(empty_env, demo_store)
     at.text_input(key="p_out").set_value(str(empty_env / "bb"))
     at.multiselect(key="p_tasks").set_value(["sequential"])
     for key, value in (("p_epochs", 1), ("p_dmodel", 16), ("p_layers", 1), ("p_heads", 2), ("p_dff", 32),
-                       ("p_vocab", 300), ("p_val_users", 20)):
+                       ("p_vocab", 300), ("p_val_users", 20), ("p_word_shift", 0)):
         at.number_input(key=key).set_value(value)
     at.selectbox(key="p_user_tokens").set_value("item_mean")  # the demo backbone's recipe
     at.checkbox(key="p_shared_user").check()
@@ -345,6 +345,7 @@ def test_data_page_pretrains_a_backbone_in_the_background(empty_env, demo_store)
     assert (empty_env / "bb" / "model.safetensors").exists()
     recipe = json.loads((empty_env / "bb" / "backbone.json").read_text())["recipe"]
     assert recipe["user_tokens"] == "item_mean" and recipe["shared_user_vector"] is True
+    assert recipe["word_offset_max"] == 0
     assert any("Job 1" in m.value and "finished" in m.value for m in at.markdown)
 
 

@@ -74,6 +74,11 @@ def launcher() -> None:
     shared_user = c12.checkbox("Shared user vector", value=d.shared_user_vector, key="p_shared_user",
                                help="One learned vector added to every user token, so the model tells users "
                                     "from items (the demo backbone's recipe).")
+    c13, _, _, _ = st.columns(4)
+    word_shift = c13.number_input("Word-id shift", min_value=0, value=d.word_offset_max, key="p_word_shift",
+                                  help="Whole-word ids shifted by up to this much per example, so prompts of any "
+                                       "length read alike; the demo backbone uses 0, which keeps the Unseen "
+                                       "prompts unfamiliar.")
     if "explanation" in tasks:
         st.caption("Explanation data is read from `exp_splits.pkl`, a pickle: only use folders you trust.")
     if st.button("Start pretraining", type="primary", icon=":material/model_training:", key="p_start"):
@@ -86,7 +91,8 @@ def launcher() -> None:
         cfg = {"tasks": tasks, "epochs": int(epochs), "d_model": int(d_model), "num_layers": int(layers),
                "num_heads": int(heads), "d_ff": int(d_ff), "batch_size": int(batch), "lr": float(lr),
                "max_history": int(hist), "vocab_size": int(vocab), "val_users": int(val_users),
-               "user_tokens": user_tokens, "shared_user_vector": bool(shared_user)}
+               "user_tokens": user_tokens, "shared_user_vector": bool(shared_user),
+               "word_offset_max": int(word_shift)}
         try:
             job = board().start(str(resolve(data)), str(resolve(out)), cfg)
         except RuntimeError as e:
