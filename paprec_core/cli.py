@@ -119,10 +119,14 @@ def cmd_evaluate(args) -> None:
         for which in args.prompt:
             m = per_prompt[f"{which} manual"]
             print(f"  {which} manual: " + ", ".join(
-                f"{k} {np.mean(m[k]) - np.mean(popular[k]):+.4f} (p = {paired_p_value(m[k], popular[k]):.2g})"
+                f"{k} {np.mean(m[k]) - np.mean(popular[k]):+.4f} (p = {_p_text(paired_p_value(m[k], popular[k]))})"
                 for k in ("HR@5", "NDCG@5")))
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2))
+
+
+def _p_text(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.2g}"  # None: fewer than two lists, no test
 
 
 # --------------------------------------------------------------------------- parser
