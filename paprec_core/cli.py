@@ -53,19 +53,15 @@ def cmd_stats(args) -> None:
 
 
 def cmd_pretrain(args) -> None:
+    from dataclasses import fields
+
     from .data import load_dataset
     from .pretrain import PretrainConfig, pretrain
 
     ds = load_dataset(args.data, read_reviews="explanation" in args.tasks)
-    cfg = PretrainConfig(tasks=args.tasks, entity_tokens=not args.items_as_text, vocab_size=args.vocab_size,
-                         d_model=args.d_model, num_layers=args.layers, num_heads=args.heads, d_ff=args.d_ff,
-                         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                         max_history=args.max_history, threads=args.threads, embedding_lr=args.embedding_lr,
-                         entity_init=args.entity_init, matching_per_user=args.matching_per_user,
-                         user_tokens=args.user_tokens, user_gap=args.user_gap,
-                         popular_negatives=args.popular_negatives,
-                         sequential_user_noise=args.sequential_user_noise,
-                         shared_user_vector=args.shared_user_vector, word_offset_max=args.word_offset_max)
+    # every recipe flag is parsed under its config field's name (see build_parser)
+    recipe = {f.name: getattr(args, f.name) for f in fields(PretrainConfig) if hasattr(args, f.name)}
+    cfg = PretrainConfig(**recipe, entity_tokens=not args.items_as_text)
     import shlex
 
     command = "python -m paprec_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -158,13 +154,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--spiece", help="use this SentencePiece model instead of training one")
     from .pretrain import USER_TOKEN_MODES, PretrainConfig as C
     d = C()
-    for name, typ in [("vocab_size", int), ("d_model", int), ("layers", int), ("heads", int), ("d_ff", int),
-                      ("epochs", int), ("batch_size", int), ("lr", float), ("seed", int), ("max_history", int),
-                      ("threads", int), ("embedding_lr", float), ("matching_per_user", int),
-                      ("user_gap", int), ("popular_negatives", float),
-                      ("sequential_user_noise", float), ("word_offset_max", int)]:
-        default = getattr(d, {"layers": "num_layers", "heads": "num_heads"}.get(name, name))
-        s.add_argument("--" + name.replace("_", "-"), type=typ, default=default)
+    for flag, name, typ in [("vocab-size", "vocab_size", int), ("d-model", "d_model", int),
+                            ("layers", "num_layers", int), ("heads", "num_heads", int), ("d-ff", "d_ff", int),
+                            ("epochs", "epochs", int), ("batch-size", "batch_size", int), ("lr", "lr", float),
+                            ("seed", "seed", int), ("max-history", "max_history", int), ("threads", "threads", int),
+                            ("embedding-lr", "embedding_lr", float), ("matching-per-user", "matching_per_user", int),
+                            ("user-gap", "user_gap", int), ("popular-negatives", "popular_negatives", float),
+                            ("sequential-user-noise", "sequential_user_noise", float),
+                            ("word-offset-max", "word_offset_max", int)]:
+        s.add_argument("--" + flag, dest=name, type=typ, default=getattr(d, name))
     s.add_argument("--entity-init", default=d.entity_init, choices=["random", "cooccurrence"],
                    help="start item/user tokens at random, or from item co-occurrence in training histories")
     s.add_argument("--user-tokens", default=d.user_tokens, choices=list(USER_TOKEN_MODES),

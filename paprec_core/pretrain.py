@@ -114,6 +114,9 @@ class PretrainConfig:
         if self.user_tokens != "trained" and not self.entity_tokens:
             raise ConfigError("user_tokens", f"{self.user_tokens!r} needs one token per user; with items and "
                                              "users as text pieces only 'trained' applies")
+        if self.shared_user_vector and not self.entity_tokens:
+            raise ConfigError("shared_user_vector", "needs one token per user; with items and users as text "
+                                                    "pieces there is no user token to add it to")
         if self.word_offset_max < 0:
             raise ConfigError("word_offset_max", f"{self.word_offset_max!r}: give 0 (words where the prompt puts "
                                                  "them) or more")

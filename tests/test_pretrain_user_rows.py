@@ -106,6 +106,8 @@ def test_user_rows_other_than_trained_need_one_token_per_user():
 
     with pytest.raises(ConfigError, match="'user_tokens': 'item_mean' needs one token per user"):
         PretrainConfig(user_tokens="item_mean", entity_tokens=False)
+    with pytest.raises(ConfigError, match="'shared_user_vector': needs one token per user"):
+        PretrainConfig(shared_user_vector=True, entity_tokens=False)
 
 
 def test_popular_negatives_keep_the_list_valid_and_lean_to_popular_items(demo_dataset):
@@ -196,3 +198,26 @@ def test_shared_user_vector_learns_and_a_killed_run_resumes_to_the_same_weights(
     whole, resumed = (load_file(tmp_path / d / "model.safetensors") for d in ("whole", "killed"))
     for name in whole:
         torch.testing.assert_close(resumed[name], whole[name], rtol=0, atol=0, msg=name)
+
+
+def test_pretrain_flags_reach_the_recipe(monkeypatch, tmp_path, demo_store):
+    from paprec_core import cli, pretrain as pretrain_module
+
+    got = {}
+
+    def record(ds, out, cfg, **kw):
+        got["cfg"] = cfg
+        raise SystemExit(0)
+
+    monkeypatch.setattr(pretrain_module, "pretrain", record)
+    with pytest.raises(SystemExit):
+        cli.main(["pretrain", "--data", str(demo_store), "--out", str(tmp_path), "--layers", "3", "--heads", "2",
+                  "--user-gap", "2", "--word-offset-max", "0", "--shared-user-vector",
+                  "--popular-negatives", "0.25", "--tasks", "sequential"])
+    cfg = got["cfg"]
+    assert (cfg.num_layers, cfg.num_heads, cfg.entity_tokens, cfg.user_gap) == (3, 2, True, 2)
+    assert (cfg.word_offset_max, cfg.shared_user_vector, cfg.popular_negatives) == (0, True, 0.25)
+    assert cfg.tasks == ["sequential"] and cfg.epochs == PretrainConfig().epochs
+    with pytest.raises(SystemExit):
+        cli.main(["pretrain", "--data", str(demo_store), "--out", str(tmp_path), "--items-as-text"])
+    assert got["cfg"].entity_tokens is False
