@@ -377,8 +377,9 @@ class UserRows:
         return rows + self.model.whole_word_embeddings(whole_word_ids)
 
     @torch.no_grad()
-    def after_step(self) -> None:
-        """Undo what a step (or ``write_rows``) did to rows that must not learn."""
+    def restore_fixed_rows(self) -> None:
+        """In ``fixed`` mode, put the rows back to their start: after every step, and at
+        an epoch's start, after ``write_rows`` added the shared vector for saving."""
         if self.start is not None:
             self.model.t5.shared.weight[self.tok.user_base:] = self.start
 
@@ -482,7 +483,7 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
         epoch = state["epoch"]
         batches = _batches(epoch_examples(ds, tok, cfg, epoch), cfg.batch_size, random.Random(cfg.seed + epoch))
         model.train()
-        users.after_step()
+        users.restore_fixed_rows()
         t0 = time.time()
         for i in range(state["batch"], len(batches)):
             inputs, targets = zip(*batches[i])
@@ -495,7 +496,7 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
             loss.backward()
             torch.nn.utils.clip_grad_norm_(list(model.parameters()) + users.parameters(), 1.0)
             opt.step()
-            users.after_step()
+            users.restore_fixed_rows()
             sched.step()
             state["step"] += 1
             state["batch"] = i + 1

@@ -83,7 +83,7 @@ def test_fixed_rows_return_to_their_start_after_a_step(model, demo_dataset):
     fixed = UserRows(PretrainConfig(user_tokens="fixed"), demo_dataset, model)
     with torch.no_grad():
         weight[tok.user_base:] += 1.0
-    fixed.after_step()
+    fixed.restore_fixed_rows()
     torch.testing.assert_close(weight[tok.user_base:], start)
 
 
@@ -162,7 +162,7 @@ def test_shared_user_vector_is_added_to_user_tokens_and_kept_by_the_saved_rows(m
     rows.write_rows()
     # The saved table reads users as training did, and training goes on from the same inputs.
     torch.testing.assert_close(model.embed(ids, words), before)
-    rows.after_step()
+    rows.restore_fixed_rows()
     torch.testing.assert_close(rows.embed(ids, words), before)
 
 
@@ -180,7 +180,7 @@ def test_shared_user_vector_learns_and_a_killed_run_resumes_to_the_same_weights(
         pass
 
     steps = {"n": 0}
-    original = UserRows.after_step
+    original = UserRows.restore_fixed_rows
 
     def dies_after_seven_steps(self):
         original(self)
@@ -188,12 +188,12 @@ def test_shared_user_vector_learns_and_a_killed_run_resumes_to_the_same_weights(
         if steps["n"] == 8:  # the epoch's start counts once
             raise Killed
 
-    monkeypatch.setattr(UserRows, "after_step", dies_after_seven_steps)
+    monkeypatch.setattr(UserRows, "restore_fixed_rows", dies_after_seven_steps)
     with pytest.raises(Killed):
         pretrain(demo_dataset, tmp_path / "killed", cfg, spiece=spiece_path, progress=False)
     saved = torch.load(tmp_path / "killed" / STATE_FILE, weights_only=False)
     assert saved["state"]["step"] == 5 and saved["user_rows"]["shared"].abs().sum() > 0  # it learns
-    monkeypatch.setattr(UserRows, "after_step", original)
+    monkeypatch.setattr(UserRows, "restore_fixed_rows", original)
     pretrain(demo_dataset, tmp_path / "killed", cfg, spiece=spiece_path, progress=False)
     whole, resumed = (load_file(tmp_path / d / "model.safetensors") for d in ("whole", "killed"))
     for name in whole:
