@@ -51,5 +51,8 @@ page = st.navigation(PAGES)
 with st.sidebar:
     st.markdown("**PAP-REC Studio**")
     st.caption("Automatic, personalized prompts for recommendation language models.")
+    from dashboard.lib import ui  # noqa: E402  (imports no torch)
+
+    ui.trust_pickle_checkbox()
 _warm_up()
 page.run()

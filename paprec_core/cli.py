@@ -31,6 +31,13 @@ def _fmt(v) -> str:
     return "" if v is None else str(v)
 
 
+def add_trust_pickle(parser) -> None:
+    """The opt-in to unpickling a dataset's exp_splits.pkl, on every command that may read it."""
+    parser.add_argument("--trust-pickle", dest="trust_pickle", action="store_true",
+                        help="read the explanation data of exp_splits.pkl; it is a pickle and reading it RUNS CODE "
+                             "from the file, so only for dataset folders you trust (off by default)")
+
+
 # --------------------------------------------------------------------------- commands
 
 
@@ -58,7 +65,7 @@ def cmd_pretrain(args) -> None:
     from .data import load_dataset
     from .pretrain import PretrainConfig, pretrain
 
-    ds = load_dataset(args.data, read_reviews="explanation" in args.tasks)
+    ds = load_dataset(args.data, read_reviews="explanation" in args.tasks, trust_pickle=args.trust_pickle)
     # every recipe flag is parsed under its config field's name (see build_parser)
     recipe = {f.name: getattr(args, f.name) for f in fields(PretrainConfig) if hasattr(args, f.name)}
     cfg = PretrainConfig(**recipe, entity_tokens=not args.items_as_text)
@@ -90,7 +97,7 @@ def cmd_evaluate(args) -> None:
     from .evaluate import (REPETITIONS, evaluate_manual, popularity_baseline, repeated_baseline,
                            transition_baseline)
 
-    ds = load_dataset(args.data, read_reviews=args.task == "explanation")
+    ds = load_dataset(args.data, read_reviews=args.task == "explanation", trust_pickle=args.trust_pickle)
     backbone = load_backbone(args.backbone, args.spiece, args.device)
     reps = REPETITIONS if args.repetitions is None else args.repetitions
     per_prompt = {}
@@ -172,6 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="learn one vector added to every user token, so that a user token is told apart "
                         "from item tokens (folded into the rows of the saved backbone)")
     s.add_argument("--device", default="auto")
+    add_trust_pickle(s)
     s.set_defaults(func=cmd_pretrain)
 
     s = sub.add_parser("evaluate", help="test metrics of manual prompts (beam 20, top-10) and baselines")
@@ -186,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-baselines", dest="baselines", action="store_false")
     s.add_argument("--device", default="auto")
     s.add_argument("--json", help="also write the table as JSON here")
+    add_trust_pickle(s)
     s.set_defaults(func=cmd_evaluate)
 
     # search, resume, runs, show | compare, export, recommend

@@ -33,11 +33,11 @@ def _run_and_state(store, run_id: int):
     return SearchConfig.from_dict(run["config"]), state
 
 
-def _load(cfg, spiece, device, data=None, backbone=None):
+def _load(cfg, spiece, device, data=None, backbone=None, trust_pickle=False):
     from .cli import load_backbone
     from .data import load_dataset
 
-    ds = load_dataset(data or cfg.data, read_reviews=cfg.task == "explanation")
+    ds = load_dataset(data or cfg.data, read_reviews=cfg.task == "explanation", trust_pickle=trust_pickle)
     bb = load_backbone(backbone or cfg.backbone, spiece, device)
     return ds, bb
 
@@ -47,7 +47,7 @@ def cmd_compare(args) -> None:
 
     store = _store(args.store)
     cfg, state = _run_and_state(store, args.run_id)
-    ds, backbone = _load(cfg, args.spiece, args.device)
+    ds, backbone = _load(cfg, args.spiece, args.device, trust_pickle=args.trust_pickle)
     results = compare_prompts(backbone, ds, cfg, state, repetitions=args.repetitions, split=args.split,
                               progress=lambda msg: print(msg, flush=True))
     results["run_id"] = args.run_id
@@ -63,7 +63,7 @@ def cmd_export(args) -> None:
 
     store = _store(args.store)
     cfg, state = _run_and_state(store, args.run_id)
-    ds, backbone = _load(cfg, args.spiece, args.device)
+    ds, backbone = _load(cfg, args.spiece, args.device, trust_pickle=args.trust_pickle)
     path = export_pack(args.out, cfg, state, backbone, ds)
     print(f"prompt pack of run {args.run_id} written to {path}")
 
@@ -91,6 +91,8 @@ def cmd_recommend(args) -> None:
 
 
 def register(sub) -> None:
+    from .cli import add_trust_pickle
+
     s = sub.add_parser("compare", help="test a run's prompt against the Seen/Unseen manual prompts "
                                        "(paper Tables 6-11) and save the results with the run")
     s.add_argument("run_id", type=int, metavar="RUN_ID")
@@ -101,6 +103,7 @@ def register(sub) -> None:
     s.add_argument("--spiece", help="spiece.model, when the run's backbone is a P5 .pth")
     s.add_argument("--device", default="auto")
     s.add_argument("--json", help="also write the results as JSON here")
+    add_trust_pickle(s)
     s.set_defaults(func=cmd_compare)
 
     s = sub.add_parser("export", help="write a run's prompt as a prompt pack (JSON)")
@@ -109,6 +112,7 @@ def register(sub) -> None:
     s.add_argument("--store", help="run store (default: $PAPREC_STORE or the user data folder)")
     s.add_argument("--spiece", help="spiece.model, when the run's backbone is a P5 .pth")
     s.add_argument("--device", default="auto")
+    add_trust_pickle(s)
     s.set_defaults(func=cmd_export)
 
     s = sub.add_parser("recommend", help="a user's top items under a prompt pack")

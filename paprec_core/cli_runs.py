@@ -73,12 +73,12 @@ def cmd_search(args) -> None:
     from .search.loop import check_compatible
 
     cfg = config_from_args(args)
-    ds, backbone = load_inputs(cfg)
+    ds, backbone = load_inputs(cfg, args.trust_pickle)
     check_compatible(cfg, backbone, ds)  # refuse before anything is stored
     store = _open_store(args)
     run_id = store.create_run(cfg, args.name, args.group)
     print(f"run {run_id} ({store.get_run(run_id)['name']}) -> {store.path}", flush=True)
-    _foreground(store, run_id, cfg, resume=False)
+    _foreground(store, run_id, cfg, resume=False, trust_pickle=args.trust_pickle)
 
 
 def cmd_resume(args) -> None:
@@ -90,13 +90,18 @@ def cmd_resume(args) -> None:
     except KeyError as e:
         raise PapRecError(e.args[0]) from None
     cfg = SearchConfig.from_dict(run["config"])
+    if cfg.task == "explanation":  # refused before the run is touched, not recorded as a failure
+        from .data import check_pickle_opt_in
+        from .runner import resolve_path
+
+        check_pickle_opt_in(resolve_path(cfg.data), args.trust_pickle)
     state = store.last_state(args.run_id)
     where = f"round {state['round']}" if state else "the start (no round completed)"
     print(f"resuming run {args.run_id} ({run['name']}) from {where} -> {store.path}", flush=True)
-    _foreground(store, args.run_id, cfg, resume=True)
+    _foreground(store, args.run_id, cfg, resume=True, trust_pickle=args.trust_pickle)
 
 
-def _foreground(store, run_id: int, cfg: SearchConfig, resume: bool) -> None:
+def _foreground(store, run_id: int, cfg: SearchConfig, resume: bool, trust_pickle: bool = False) -> None:
     from .runner import execute_run
 
     stop = {"requested": False}
@@ -111,7 +116,7 @@ def _foreground(store, run_id: int, cfg: SearchConfig, resume: bool) -> None:
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:
         status = execute_run(store, run_id, should_stop=lambda: stop["requested"], resume=resume,
-                             listener=printer)
+                             listener=printer, trust_pickle=trust_pickle)
     except KeyboardInterrupt:
         printer.close()
         print(f"run {run_id} stopped; continue with: python -m paprec_core resume {run_id} --store {store.path}",
@@ -285,6 +290,8 @@ def cmd_show(args) -> None:
 
 
 def register(sub) -> None:
+    from .cli import add_trust_pickle
+
     s = sub.add_parser("search", help="search a prompt (foreground, recorded in the run store)")
     s.add_argument("--data", help="dataset folder (default: the demo data)")
     s.add_argument("--backbone", help="backbone folder or P5 .pth with spiece.model beside it (default: demo)")
@@ -318,11 +325,13 @@ def register(sub) -> None:
     s.add_argument("--preset", help=f"one of {', '.join(PRESETS)}; explicit options override it")
     s.add_argument("--name", help="a name for the run")
     s.add_argument("--group", help="a group (e.g. an ablation) the run belongs to")
+    add_trust_pickle(s)
     _store_arg(s)
     s.set_defaults(func=cmd_search)
 
     s = sub.add_parser("resume", help="continue a stopped or interrupted run from its last completed round")
     s.add_argument("run_id", type=int)
+    add_trust_pickle(s)
     _store_arg(s)
     s.set_defaults(func=cmd_resume)
 

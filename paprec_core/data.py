@@ -6,7 +6,7 @@ A dataset folder holds P5's files as the P5 authors ship them:
 - ``datamaps.json``        raw-id <-> integer-id maps (optional but checked when present)
 - ``item2attributes.json`` item id -> attribute ids (optional)
 - ``meta.json.gz``         product titles, one Python-literal dict per line (optional)
-- ``exp_splits.pkl``       explanation data (optional; a pickle, so only read on request)
+- ``exp_splits.pkl``       explanation data (optional; a pickle, so only read when the user opts in)
 
 Splits follow the paper's leave-one-out protocol: for every user the last item
 is the test target, the second-to-last the validation target, and the items
@@ -76,11 +76,26 @@ class P5Dataset:
 # --------------------------------------------------------------------------- loading
 
 
-def load_dataset(root: str | Path, read_reviews: bool = True) -> P5Dataset:
+PICKLE_OPT_IN = ("if you trust this folder, opt in with --trust-pickle (dashboard: tick 'Read exp_splits.pkl' "
+                 "in the sidebar)")
+
+
+def check_pickle_opt_in(root: str | Path, trust_pickle: bool) -> None:
+    """DataError when ``root`` holds ``exp_splits.pkl`` and the user has not opted in to reading it."""
+    exp_path = Path(root) / "exp_splits.pkl"
+    if not trust_pickle and exp_path.exists():
+        raise DataError(exp_path, "explanation data is a pickle, and reading it runs code from the file; "
+                        + PICKLE_OPT_IN)
+
+
+def load_dataset(root: str | Path, read_reviews: bool = False, trust_pickle: bool = False) -> P5Dataset:
     """Load and validate a P5-format dataset folder.
 
-    ``read_reviews`` unpickles ``exp_splits.pkl`` when it exists. Unpickling runs
-    code from the file, so only pass True for folders the user chose to trust.
+    ``read_reviews`` asks for the explanation data of ``exp_splits.pkl`` when it
+    exists. Unpickling runs code from the file, so it happens only with
+    ``trust_pickle`` (the user's explicit opt-in); without it a folder that has
+    the file is refused with a message saying how to opt in. The other tasks
+    never read it.
     """
     root = Path(root)
     if not root.is_dir():
@@ -107,6 +122,8 @@ def load_dataset(root: str | Path, read_reviews: bool = True) -> P5Dataset:
         asin2item = {v: int(k) for k, v in id2item.items()}
         ds.item_titles = _read_titles(meta_path, asin2item)
     exp_path = root / "exp_splits.pkl"
+    if read_reviews:
+        check_pickle_opt_in(root, trust_pickle)
     if read_reviews and exp_path.exists():
         user2id = {v: k for k, v in ds.user_raw_ids.items()}
         asin2item = {v: int(k) for k, v in id2item.items()}

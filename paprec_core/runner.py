@@ -63,12 +63,15 @@ def _cached(cache: OrderedDict, key, load):
         return value
 
 
-def load_dataset_cached(path: str | Path, read_reviews: bool):
+def load_dataset_cached(path: str | Path, read_reviews: bool, trust_pickle: bool = False):
+    """A dataset, cached; ``trust_pickle`` is the user's opt-in to unpickling ``exp_splits.pkl``
+    (part of the key, so a copy loaded with the opt-in is never handed to a caller without it)."""
     from .data import load_dataset
 
     p = resolve_path(path)
-    key = (str(p), read_reviews, _signature(p, ("sequential_data.txt", "exp_splits.pkl", "datamaps.json")))
-    return _cached(_datasets, key, lambda: load_dataset(p, read_reviews=read_reviews))
+    trust = bool(trust_pickle) and bool(read_reviews)
+    key = (str(p), read_reviews, trust, _signature(p, ("sequential_data.txt", "exp_splits.pkl", "datamaps.json")))
+    return _cached(_datasets, key, lambda: load_dataset(p, read_reviews=read_reviews, trust_pickle=trust))
 
 
 def load_backbone_cached(path: str | Path, device: str | None = None):
@@ -86,9 +89,10 @@ def load_backbone_cached(path: str | Path, device: str | None = None):
     return _cached(_backbones, key, lambda: load_backbone(p, None, dev))
 
 
-def load_inputs(cfg: SearchConfig):
-    """(dataset, backbone) of a config, from the cache when already loaded."""
-    ds = load_dataset_cached(cfg.data, read_reviews=cfg.task == "explanation")
+def load_inputs(cfg: SearchConfig, trust_pickle: bool = False):
+    """(dataset, backbone) of a config, from the cache when already loaded; an explanation run
+    reads ``exp_splits.pkl`` only with ``trust_pickle``."""
+    ds = load_dataset_cached(cfg.data, read_reviews=cfg.task == "explanation", trust_pickle=trust_pickle)
     backbone = load_backbone_cached(cfg.backbone, cfg.device)
     return ds, backbone
 
@@ -121,7 +125,7 @@ def check_resumable(store: RunStore, run_id: int) -> dict:
 
 
 def execute_run(store: RunStore, run_id: int, should_stop=None, resume: bool = False,
-                listener: Listener | None = None) -> str:
+                listener: Listener | None = None, trust_pickle: bool = False) -> str:
     """Run (or resume) one stored run here and now; returns its final status.
 
     Loads dataset and backbone (cached), builds the search with the store's listener (plus
@@ -139,7 +143,7 @@ def execute_run(store: RunStore, run_id: int, should_stop=None, resume: bool = F
             raise PapRecError(f"run {run_id} has already started ({run['status']}); resume it instead")
     try:
         cfg = SearchConfig.from_dict(run["config"]).validate()
-        ds, backbone = load_inputs(cfg)
+        ds, backbone = load_inputs(cfg, trust_pickle)
         state = None
         if resume:
             d = store.rollback_to_last_round(run_id)
@@ -174,9 +178,11 @@ def _mark(store: RunStore, run_id: int, status: str, error: str | None = None) -
         pass
 
 
-def resume_run(store: RunStore, run_id: int, should_stop=None, listener: Listener | None = None) -> str:
+def resume_run(store: RunStore, run_id: int, should_stop=None, listener: Listener | None = None,
+               trust_pickle: bool = False) -> str:
     """Continue a run from its last completed round (see :func:`execute_run`)."""
-    return execute_run(store, run_id, should_stop=should_stop, resume=True, listener=listener)
+    return execute_run(store, run_id, should_stop=should_stop, resume=True, listener=listener,
+                       trust_pickle=trust_pickle)
 
 
 # --------------------------------------------------------------------------- background runs
@@ -193,21 +199,32 @@ class Runner:
         self._threads: dict[int, threading.Thread] = {}
         self._stop: dict[int, threading.Event] = {}
         self._done: dict[int, threading.Event] = {}
+        self._trust: dict[int, bool] = {}
 
-    def submit(self, cfg: SearchConfig, name: str | None = None, group: str | None = None) -> int:
-        """Validate (ConfigError before anything is stored), store as 'queued', start when a slot frees."""
+    def submit(self, cfg: SearchConfig, name: str | None = None, group: str | None = None,
+               trust_pickle: bool = False) -> int:
+        """Validate (ConfigError, or the pickle opt-in's DataError, before anything is stored), store
+        as 'queued', start when a slot frees."""
+        from .data import check_pickle_opt_in
+
         cfg.validate()
+        if cfg.task == "explanation":
+            check_pickle_opt_in(resolve_path(cfg.data), trust_pickle)
         run_id = self.store.create_run(cfg, name, group)
-        self._enqueue(run_id, resume=False)
+        self._enqueue(run_id, resume=False, trust_pickle=trust_pickle)
         return run_id
 
-    def resume(self, run_id: int) -> None:
+    def resume(self, run_id: int, trust_pickle: bool = False) -> None:
         """Queue a stopped, failed or interrupted run to continue from its last completed round."""
+        from .data import check_pickle_opt_in
+
         if self.is_active(run_id):
             raise PapRecError(f"run {run_id} is already running")
-        check_resumable(self.store, run_id)
+        run = check_resumable(self.store, run_id)
+        if run["config"].get("task") == "explanation":
+            check_pickle_opt_in(resolve_path(run["config"].get("data", "")), trust_pickle)
         self.store.set_status(run_id, "queued")
-        self._enqueue(run_id, resume=True)
+        self._enqueue(run_id, resume=True, trust_pickle=trust_pickle)
 
     def stop(self, run_id: int) -> None:
         """Ask a run to stop (it ends 'stopped' within one batch); a queued run never starts."""
@@ -235,8 +252,9 @@ class Runner:
         return self.store.get_run(run_id)["status"]
 
     # ------------------------------------------------------------------ internals
-    def _enqueue(self, run_id: int, resume: bool) -> None:
+    def _enqueue(self, run_id: int, resume: bool, trust_pickle: bool = False) -> None:
         with self._lock:
+            self._trust[run_id] = bool(trust_pickle)
             self._stop[run_id] = threading.Event()
             self._done[run_id] = threading.Event()
             self._queue.append((run_id, resume))
@@ -253,7 +271,8 @@ class Runner:
 
     def _work(self, run_id: int, resume: bool) -> None:
         try:
-            execute_run(self.store, run_id, should_stop=self._stop[run_id].is_set, resume=resume)
+            execute_run(self.store, run_id, should_stop=self._stop[run_id].is_set, resume=resume,
+                        trust_pickle=self._trust.get(run_id, False))
         except BaseException:  # noqa: BLE001 - refused before starting (e.g. deleted); keep the runner alive
             log.warning("run %s could not start", run_id, exc_info=True)
         finally:

@@ -330,9 +330,11 @@ class Study:
     """One study folder: plan, manifest, run store; :meth:`run` does what is missing."""
 
     def __init__(self, opts: StudyOptions, argv: list[str] | None = None,
-                 should_stop: Callable[[], bool] | None = None, verbose: bool = True):
+                 should_stop: Callable[[], bool] | None = None, verbose: bool = True,
+                 trust_pickle: bool = False):
         from .runner import resolve_path
 
+        self.trust_pickle = trust_pickle  # the user's opt-in to unpickling exp_splits.pkl (not an option of the study)
         opts.validate()
         opts.data = str(resolve_path(opts.data))
         opts.backbone = str(resolve_path(opts.backbone))
@@ -367,7 +369,7 @@ class Study:
         from .runner import REPO, load_dataset_cached
 
         opts = self.opts
-        ds = load_dataset_cached(opts.data, read_reviews="explanation" in opts.tasks)
+        ds = load_dataset_cached(opts.data, read_reviews="explanation" in opts.tasks, trust_pickle=self.trust_pickle)
         if "explanation" in opts.tasks and not ds.has_task("explanation"):
             raise ConfigError("tasks", f"{opts.data} has no explanation data (exp_splits.pkl)")
         hw = hardware(opts.device)
@@ -495,7 +497,7 @@ class Study:
     def _inputs(self, cfg: SearchConfig):
         from .runner import load_inputs
 
-        return load_inputs(cfg)
+        return load_inputs(cfg, self.trust_pickle)
 
     def _test_user_list(self, ds) -> list[int] | None:
         if self.opts.test_users is None or self.opts.test_users >= len(ds.sequences):
@@ -565,7 +567,8 @@ class Study:
 
             listener = _Printer(cfg)
         try:
-            status = execute_run(self.store, rid, should_stop=self.should_stop, resume=resume, listener=listener)
+            status = execute_run(self.store, rid, should_stop=self.should_stop, resume=resume, listener=listener,
+                                 trust_pickle=self.trust_pickle)
         finally:
             if listener is not None:
                 listener.close()
@@ -641,9 +644,9 @@ def _means(per: dict) -> dict[str, float | None]:
 
 
 def run_study(opts: StudyOptions, argv: list[str] | None = None, should_stop: Callable[[], bool] | None = None,
-              verbose: bool = True) -> Study:
+              verbose: bool = True, trust_pickle: bool = False) -> Study:
     """Run (or continue) a study; returns the :class:`Study` (``done_now``: the steps this call did)."""
-    study = Study(opts, argv=argv, should_stop=should_stop, verbose=verbose)
+    study = Study(opts, argv=argv, should_stop=should_stop, verbose=verbose, trust_pickle=trust_pickle)
     study.run()
     return study
 
@@ -681,7 +684,8 @@ def cmd_study(args) -> None:
     except ValueError:  # not the main thread: Ctrl-C stays the default
         previous = None
     try:
-        study = Study(opts, argv=argv, should_stop=lambda: stop["requested"], verbose=not args.quiet)
+        study = Study(opts, argv=argv, should_stop=lambda: stop["requested"], verbose=not args.quiet,
+                      trust_pickle=args.trust_pickle)
         again = "python -m paprec_core " + shlex.join(study.opts.command())
         try:
             study.run()
@@ -729,6 +733,9 @@ def register(sub) -> None:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--report-only", action="store_true", help="only rewrite the report from the manifest and store")
     s.add_argument("--quiet", action="store_true", help="no progress output")
+    from .cli import add_trust_pickle
+
+    add_trust_pickle(s)
     s.set_defaults(func=cmd_study)
 
 

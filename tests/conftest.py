@@ -64,7 +64,7 @@ def demo_dataset(demo_store):
     """The tiny demo store, loaded (explanation data included)."""
     from paprec_core.data import load_dataset
 
-    return load_dataset(demo_store)
+    return load_dataset(demo_store, read_reviews=True, trust_pickle=True)  # our own generated file
 
 
 def tiny_backbone(tokenizer: Tokenizer, seed: int = 0, max_history: int = 20):

@@ -249,7 +249,7 @@ def test_invalid_item2attributes_json(tmp_path):
 def test_corrupt_exp_splits(tmp_path):
     folder = write_store(tmp_path / "store", datamaps=datamaps_for())
     (folder / "exp_splits.pkl").write_bytes(b"this is not a pickle")
-    msg = _error(folder)
+    msg = _error(folder, read_reviews=True, trust_pickle=True)
     assert "exp_splits.pkl" in msg and "unpickle" in msg
     # not read unless asked for: a folder the user did not trust still loads
     assert load_dataset(folder, read_reviews=False).reviews is None
@@ -258,10 +258,10 @@ def test_corrupt_exp_splits(tmp_path):
 def test_exp_splits_wrong_structure(tmp_path):
     folder = write_store(tmp_path / "store", datamaps=datamaps_for())
     (folder / "exp_splits.pkl").write_bytes(pickle.dumps({"train": [{"asin": "A10"}], "val": [], "test": []}))
-    msg = _error(folder)
+    msg = _error(folder, read_reviews=True, trust_pickle=True)
     assert "exp_splits.pkl" in msg and "record 0 of 'train'" in msg and "'reviewerID'" in msg
     (folder / "exp_splits.pkl").write_bytes(pickle.dumps([1, 2, 3]))
-    assert "'train', 'val' and 'test'" in _error(folder)
+    assert "'train', 'val' and 'test'" in _error(folder, read_reviews=True, trust_pickle=True)
 
 
 def test_utf8_bom_is_ignored(tmp_path):

@@ -19,10 +19,10 @@ def load_backbone(path: str, device: str | None = None):
     return load_backbone_cached(path, None if device in (None, "auto") else device)
 
 
-def load_data(path: str, read_reviews: bool = False):
+def load_data(path: str, read_reviews: bool = False, trust_pickle: bool = False):
     from paprec_core.runner import load_dataset_cached
 
-    return load_dataset_cached(path, read_reviews)
+    return load_dataset_cached(path, read_reviews, trust_pickle)
 
 
 def user_metrics(backbone, ds, cfg, task_tokens: list[int], user: int, token: int | None) -> dict[str, dict]:

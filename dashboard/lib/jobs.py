@@ -33,6 +33,7 @@ class PretrainJob:
     started: float = field(default_factory=time.time)
     finished: float | None = None
     stop_requested: bool = False
+    trust_pickle: bool = False  # the user's opt-in to unpickling exp_splits.pkl
 
     @property
     def active(self) -> bool:
@@ -52,7 +53,7 @@ class PretrainJob:
         try:
             cfg = PretrainConfig(**self.config)
             self.epochs = cfg.epochs
-            ds = load_dataset(self.data, read_reviews="explanation" in cfg.tasks)
+            ds = load_dataset(self.data, read_reviews="explanation" in cfg.tasks, trust_pickle=self.trust_pickle)
             self.status = "running"
             pretrain(ds, self.out, cfg, progress=False, on_epoch=self.on_epoch)
             self.status = "finished"
@@ -74,12 +75,13 @@ class JobBoard:
         self._lock = threading.Lock()
         self.jobs: dict[int, PretrainJob] = {}
 
-    def start(self, data: str, out: str, config: dict) -> PretrainJob:
+    def start(self, data: str, out: str, config: dict, trust_pickle: bool = False) -> PretrainJob:
         with self._lock:
             busy = [j for j in self.jobs.values() if j.active and j.out == out]
             if busy:
                 raise RuntimeError(f"job {busy[0].id} is already training into {out}")
-            job = PretrainJob(id=len(self.jobs) + 1, data=data, out=out, config=dict(config))
+            job = PretrainJob(id=len(self.jobs) + 1, data=data, out=out, config=dict(config),
+                              trust_pickle=trust_pickle)
             self.jobs[job.id] = job
         threading.Thread(target=job.run, name=f"paprec-pretrain-{job.id}", daemon=True).start()
         return job

@@ -17,6 +17,8 @@ from .paths import resolve
 
 log = logging.getLogger("paprec.dashboard")
 SELECTED = "run_id"  # st.session_state key of the run the pages look at
+TRUST_PICKLE = "trust_pickle"  # st.session_state key of the sidebar's opt-in to unpickling exp_splits.pkl
+TRUST_PICKLE_LABEL = "Read exp_splits.pkl (runs code from the file)"
 
 
 # --------------------------------------------------------------------------- store and runner
@@ -46,8 +48,35 @@ def store():
     return _store(store_path())
 
 
+class _SessionRunner:
+    """The server's runner with this session's pickle opt-in passed to every run it starts."""
+
+    def __init__(self, runner, trust_pickle: bool):
+        self._runner, self._trust = runner, trust_pickle
+
+    def submit(self, cfg, name=None, group=None) -> int:
+        return self._runner.submit(cfg, name, group, trust_pickle=self._trust)
+
+    def resume(self, run_id: int) -> None:
+        self._runner.resume(run_id, trust_pickle=self._trust)
+
+    def __getattr__(self, name):
+        return getattr(self._runner, name)
+
+
 def runner():
-    return _runner(store_path())
+    return _SessionRunner(_runner(store_path()), trust_pickle())
+
+
+def trust_pickle() -> bool:
+    """Whether this session opted in to reading exp_splits.pkl (the sidebar checkbox; off by default)."""
+    return bool(st.session_state.get(TRUST_PICKLE, False))
+
+
+def trust_pickle_checkbox() -> None:
+    st.checkbox(TRUST_PICKLE_LABEL, value=False, key=TRUST_PICKLE,
+                help="Explanation data is a Python pickle: reading it runs whatever code the file holds. "
+                     "Tick only for dataset folders you trust; sequential and matching never read it.")
 
 
 # --------------------------------------------------------------------------- cached heavy loads
@@ -66,8 +95,8 @@ def _stamp(path: str, names: tuple[str, ...]) -> tuple:
 
 
 @st.cache_resource(show_spinner="Loading the dataset…", max_entries=4)
-def _dataset(path: str, reviews: bool, stamp: tuple):
-    return engine.load_data(str(resolve(path)), read_reviews=reviews)
+def _dataset(path: str, reviews: bool, trust: bool, stamp: tuple):
+    return engine.load_data(str(resolve(path)), read_reviews=reviews, trust_pickle=trust)
 
 
 @st.cache_resource(show_spinner="Loading the backbone…", max_entries=4)
@@ -76,7 +105,8 @@ def _backbone(path: str, stamp: tuple):
 
 
 def dataset(path: str, reviews: bool = False):
-    return _dataset(path, reviews, _stamp(path, ("sequential_data.txt", "exp_splits.pkl")))
+    trust = reviews and trust_pickle()  # in the cache key: a trusted load is never served to a session without it
+    return _dataset(path, reviews, trust, _stamp(path, ("sequential_data.txt", "exp_splits.pkl")))
 
 
 def backbone(path: str):

@@ -42,6 +42,7 @@ def statistics() -> None:
 
 
 def launcher() -> None:
+    from paprec_core.errors import PapRecError
     from paprec_core.pretrain import USER_TOKEN_MODES, PretrainConfig
 
     st.subheader("Pretrain a backbone")
@@ -80,7 +81,8 @@ def launcher() -> None:
                                        "length read alike; the demo backbone uses 0, which keeps the Unseen "
                                        "prompts unfamiliar.")
     if "explanation" in tasks:
-        st.caption("Explanation data is read from `exp_splits.pkl`, a pickle: only use folders you trust.")
+        st.caption(f"Explanation data is read from `exp_splits.pkl`, a pickle, only with the sidebar's "
+                   f"**{ui.TRUST_PICKLE_LABEL}** ticked: only for folders you trust.")
     if st.button("Start pretraining", type="primary", icon=":material/model_training:", key="p_start"):
         if not tasks:
             st.error("Choose at least one task.")
@@ -94,8 +96,12 @@ def launcher() -> None:
                "user_tokens": user_tokens, "shared_user_vector": bool(shared_user),
                "word_offset_max": int(word_shift)}
         try:
-            job = board().start(str(resolve(data)), str(resolve(out)), cfg)
-        except RuntimeError as e:
+            if "explanation" in tasks:  # refused here, with the way to opt in, rather than as a failed job
+                from paprec_core.data import check_pickle_opt_in
+
+                check_pickle_opt_in(resolve(data), ui.trust_pickle())
+            job = board().start(str(resolve(data)), str(resolve(out)), cfg, trust_pickle=ui.trust_pickle())
+        except (RuntimeError, PapRecError) as e:
             st.error(str(e))
             return
         st.toast(f"Pretraining job {job.id} started")
