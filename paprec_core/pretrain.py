@@ -63,7 +63,7 @@ from tqdm import tqdm
 
 from .backbone import Backbone, pick_device
 from .data import Example, P5Dataset, split_examples, training_history
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 from .evaluate import flatten, evaluate_manual
 from .prompts import MANUAL_PROMPTS, TRAINING_PROMPTS, render, target_text
 from .tokenizer import MAX_WORDS, Tokenizer, TokenizerSpec, train_tokenizer
@@ -424,6 +424,29 @@ def write_recipe(out: Path, cfg: PretrainConfig, state: dict, command: str | Non
     (out / "RECIPE.md").write_text("\n".join(lines) + "\n")
 
 
+def load_train_state(path: Path) -> dict:
+    """The resumable state of a pretraining run.
+
+    Read with ``weights_only=True``: only tensors and plain containers load, so a
+    planted file cannot run code (it is refused in one line instead). Everything
+    ``checkpoint()`` writes - state dicts, the recipe, counters - is of those kinds.
+    """
+    import pickle
+
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(f"{path}: holds code or objects other than tensors, will not be loaded; delete it "
+                              "to train this folder afresh") from None
+    except Exception as e:  # noqa: BLE001 - truncated or not a torch file at all
+        raise CheckpointError(f"{path}: not a pretraining state ({type(e).__name__}); delete it to train this "
+                              "folder afresh") from None
+    if not isinstance(saved, dict) or not {"config", "model", "optimizer", "scheduler", "state"} <= set(saved):
+        raise CheckpointError(f"{path}: not a pretraining state (fields missing); delete it to train this "
+                              "folder afresh")
+    return saved
+
+
 def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfig(), spiece=None,
              device=None, progress: bool = True, on_epoch=None, command: str | None = None) -> Backbone:
     out = Path(out)
@@ -461,7 +484,7 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
     state = {"epoch": 0, "batch": 0, "step": 0, "history": [], "seconds": 0.0}
     state_path = out / STATE_FILE
     if state_path.exists():
-        saved = torch.load(state_path, map_location="cpu", weights_only=False)
+        saved = load_train_state(state_path)
         if saved["config"] != asdict(cfg):
             raise ValueError(f"{state_path}: a run with another recipe is in this folder; "
                              "choose a new --out folder or use the same options")

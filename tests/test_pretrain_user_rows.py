@@ -191,7 +191,7 @@ def test_shared_user_vector_learns_and_a_killed_run_resumes_to_the_same_weights(
     monkeypatch.setattr(UserRows, "restore_fixed_rows", dies_after_seven_steps)
     with pytest.raises(Killed):
         pretrain(demo_dataset, tmp_path / "killed", cfg, spiece=spiece_path, progress=False)
-    saved = torch.load(tmp_path / "killed" / STATE_FILE, weights_only=False)
+    saved = torch.load(tmp_path / "killed" / STATE_FILE, weights_only=True)
     assert saved["state"]["step"] == 5 and saved["user_rows"]["shared"].abs().sum() > 0  # it learns
     monkeypatch.setattr(UserRows, "restore_fixed_rows", original)
     pretrain(demo_dataset, tmp_path / "killed", cfg, spiece=spiece_path, progress=False)
@@ -219,5 +219,5 @@ def test_pretrain_flags_reach_the_recipe(monkeypatch, tmp_path, demo_store):
     assert (cfg.word_offset_max, cfg.shared_user_vector, cfg.popular_negatives) == (0, True, 0.25)
     assert cfg.tasks == ["sequential"] and cfg.epochs == PretrainConfig().epochs
     with pytest.raises(SystemExit):
-        cli.main(["pretrain", "--data", str(demo_store), "--out", str(tmp_path), "--items-as-text"])
+        cli.main(["pretrain", "--data", str(demo_store), "--out", str(tmp_path), "--items-as-text", "--trust-pickle"])
     assert got["cfg"].entity_tokens is False
