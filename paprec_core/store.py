@@ -49,6 +49,9 @@ from .search.config import SearchConfig
 from .search.events import Event, Listener
 
 STATUSES = ("queued", "running", "finished", "stopped", "failed")
+# Never stored: what every reader (runs, show, the dashboard) says of a queued or running run
+# whose owner process has died (killed, crashed), since nobody will ever move it on; resumable.
+INTERRUPTED = "interrupted"
 END_STATUS = {"converged": "finished", "budget": "finished", "stopped": "stopped"}
 SCHEMA_VERSION = 1
 
@@ -143,6 +146,18 @@ def owner_alive(owner: str | None) -> bool:
     return True
 
 
+def live_status(status: str, owner: str | None) -> str:
+    """The stored status, or ``interrupted`` for a queued/running run whose owner process is gone.
+
+    A queued row without an owner (stores written before owners were stamped at creation)
+    keeps its status: nobody can tell whether something will still start it.
+    """
+    if status == "running" or (status == "queued" and owner):
+        if not owner_alive(owner):
+            return INTERRUPTED
+    return status
+
+
 def _finite_or_none(x):
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
@@ -189,10 +204,10 @@ class RunStore:
         """A new run in status 'queued'; returns its id."""
         with self._write() as con:
             cur = con.execute(
-                "INSERT INTO runs (name, grp, status, task, data, backbone, personalized, config, created_at) "
-                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?)",
+                "INSERT INTO runs (name, grp, status, task, data, backbone, personalized, config, created_at, owner) "
+                "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                 (name, group, cfg.task, str(cfg.data), str(cfg.backbone), int(bool(cfg.personalized)),
-                 dumps(cfg.to_dict()), time.time()))
+                 dumps(cfg.to_dict()), time.time(), owner_tag()))
             run_id = cur.lastrowid
             if not name:
                 name = f"{cfg.task}{' personalized' if cfg.personalized else ''} #{run_id}"
@@ -209,17 +224,17 @@ class RunStore:
             if status == "running":
                 con.execute("UPDATE runs SET status = ?, error = NULL, owner = ?, finished_at = NULL, "
                             "started_at = COALESCE(started_at, ?) WHERE id = ?", (status, owner_tag(), now, run_id))
-            elif status == "queued":
-                con.execute("UPDATE runs SET status = ?, error = ?, finished_at = NULL WHERE id = ?",
-                            (status, error, run_id))
+            elif status == "queued":  # queued by this process: it dies, the run reads interrupted
+                con.execute("UPDATE runs SET status = ?, error = ?, finished_at = NULL, owner = ? WHERE id = ?",
+                            (status, error, owner_tag(), run_id))
             else:
                 con.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
                             (status, error, now, run_id))
 
     def list_runs(self) -> list[dict]:
-        """All runs, newest first (without config, state or results)."""
+        """All runs, newest first (without config, state or results); ``status`` as :func:`live_status`."""
         with self._connect() as con:
-            rows = con.execute(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs ORDER BY id DESC").fetchall()
+            rows = con.execute(f"SELECT {', '.join(_RUN_COLUMNS)}, owner FROM runs ORDER BY id DESC").fetchall()
         return [self._row(r) for r in rows]
 
     def get_run(self, run_id: int) -> dict:
@@ -231,7 +246,6 @@ class RunStore:
             raise KeyError(f"run {run_id} not found in {self.path}")
         out = self._row(r)
         out["config"] = loads(r["config"])
-        out["owner"] = r["owner"]
         return out
 
     @staticmethod
@@ -239,6 +253,8 @@ class RunStore:
         d = {k: r[k] for k in _RUN_COLUMNS}
         d["group"] = d.pop("grp")
         d["personalized"] = bool(d["personalized"])
+        d["owner"] = r["owner"]
+        d["status"] = live_status(d["status"], d["owner"])
         return d
 
     def _require(self, con, run_id: int) -> None:

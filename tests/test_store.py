@@ -45,7 +45,7 @@ def test_create_list_get_delete(store):
     assert row["name"] == "first" and row["group"] == "ablation" and row["status"] == "queued"
     assert row["task"] == "matching" and row["personalized"] is True and row["rounds"] == 0
     assert set(row) == {"id", "name", "group", "status", "task", "data", "backbone", "personalized",
-                        "created_at", "started_at", "finished_at", "rounds", "best_score", "elapsed_s", "error"}
+                        "created_at", "started_at", "finished_at", "rounds", "best_score", "elapsed_s", "error", "owner"}
     assert runs[0]["name"]  # a default name
     got = store.get_run(a)
     assert SearchConfig.from_dict(got["config"]) == cfg
