@@ -25,7 +25,7 @@ from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
-from .errors import CheckpointError
+from .errors import CheckpointError, ConfigError
 from .tokenizer import EOS_ID, MAX_WORDS, PAD_ID, Tokenizer
 
 WHOLE_WORD_KEY = "encoder.whole_word_embeddings.weight"
@@ -38,7 +38,10 @@ def pick_device(device: str | None = None) -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise CheckpointError(f"device '{device}' requested but CUDA is not available; use --device cpu")
-    return torch.device(device)
+    try:
+        return torch.device(device)
+    except (RuntimeError, TypeError):  # 'tpu' and the like: torch's multi-line message, as a traceback
+        raise ConfigError("device", f"{device!r} is not a device; use auto, cpu, cuda or cuda:N") from None
 
 
 @dataclass

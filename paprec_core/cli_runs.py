@@ -15,7 +15,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from .errors import PapRecError
+from .errors import ConfigError, PapRecError
 from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig
 
 _ALL = object()  # "--train-examples all": explicitly no limit (overrides a preset)
@@ -63,6 +63,8 @@ def config_from_args(args) -> SearchConfig:
     # absolute paths, so that 'resume' works from any folder
     for key in ("data", "backbone"):
         overrides[key] = str(Path(overrides[key]).expanduser().resolve())
+    if args.quick and args.preset not in (None, "quick"):  # --quick used to win silently
+        raise ConfigError("preset", f"--quick is the 'quick' preset; drop --quick or --preset {args.preset}")
     preset = "quick" if args.quick else args.preset
     cfg = SearchConfig.preset(preset, **overrides) if preset else SearchConfig(**overrides)
     return cfg.validate()
@@ -106,14 +108,18 @@ def _foreground(store, run_id: int, cfg: SearchConfig, resume: bool, trust_pickl
 
     stop = {"requested": False}
 
-    def on_sigint(signum, frame):
-        if stop["requested"]:  # second Ctrl-C: give up at once
+    def on_signal(signum, frame):
+        if stop["requested"]:  # second Ctrl-C (or SIGTERM): give up at once
             raise KeyboardInterrupt
         stop["requested"] = True
-        print("\nstopping after the current batch (Ctrl-C again to abort) ...", file=sys.stderr, flush=True)
+        what = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        print(f"\n{what}: stopping after the current batch ({what} again to abort) ...", file=sys.stderr,
+              flush=True)
 
     printer = _Printer(cfg)
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    # SIGTERM (kill, systemd, a container's stop) ends the run as cleanly as Ctrl-C: 'stopped'
+    # at its last completed round, not 'running' for ever
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         status = execute_run(store, run_id, should_stop=lambda: stop["requested"], resume=resume,
                              listener=printer, trust_pickle=trust_pickle)
@@ -123,7 +129,8 @@ def _foreground(store, run_id: int, cfg: SearchConfig, resume: bool, trust_pickl
               file=sys.stderr)
         raise SystemExit(130) from None
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for s, handler in previous.items():
+            signal.signal(s, handler)
         printer.close()
     run = store.get_run(run_id)
     if status == "failed":

@@ -191,14 +191,31 @@ def cli_search_args(cfg: SearchConfig, db: Path) -> list[str]:
             "--store", str(db)]
 
 
-def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, config, capsys):
+def _dashboard_status(db: Path, monkeypatch) -> str:
+    """The status the dashboard's Runs page shows for run 1 of ``db``."""
+    pytest.importorskip("streamlit")
+    from streamlit.testing.v1 import AppTest
+
+    monkeypatch.setenv("PAPREC_STORE", str(db))
+    at = AppTest.from_file(str(REPO / "dashboard" / "app.py"), default_timeout=30)
+    at.run()
+    at.switch_page("pages/runs.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    frame = at.dataframe[0].value
+    return str(frame[frame["id"] == 1]["status"].iloc[0])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["SIGKILL", "SIGTERM"])
+def test_a_killed_cli_run_reads_alike_everywhere_and_resumes_to_the_uninterrupted_run(tmp_path, config, capsys,
+                                                                                      monkeypatch, sig):
     cfg = config(max_rounds=10)
     # the reference: one uninterrupted run
     ref = RunStore(tmp_path / "ref.sqlite")
     ref_id = ref.create_run(cfg)
     assert execute_run(ref, ref_id) == "finished"
 
-    # the same search in a separate process, killed hard after a few rounds, mid-round
+    # the same search in a separate process, killed after a few rounds, mid-round
     db = tmp_path / "killed.sqlite"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen([sys.executable, "-m", "paprec_core", *cli_search_args(cfg, db)], cwd=tmp_path,
@@ -213,16 +230,30 @@ def test_kill_9_then_resume_equals_an_uninterrupted_run(tmp_path, config, capsys
                     and [e["kind"] for e in evs[-2:]] == ["round_end", "candidate"])
 
         wait_for(mid_round, timeout=60, every=0.002)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=10)
+        os.kill(proc.pid, sig)
+        rc = proc.wait(timeout=60)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
     killed = store.get_run(rid)
-    assert killed["status"] == "running"  # nobody could mark it: it was killed
+    if sig == signal.SIGKILL:
+        # nobody could mark it, but its owner is dead: it reads interrupted, not running for ever
+        assert killed["status"] == "interrupted"
+        assert store.events(rid)[-1]["kind"] != "round_end"  # a partial round is in the store
+    else:
+        assert rc == 130 and killed["status"] == "stopped"  # stopped cleanly, like Ctrl-C
+    want_status = killed["status"]
     assert store.last_state(rid)["round"] < cfg.max_rounds
-    assert store.events(rid)[-1]["kind"] != "round_end"  # a partial round is in the store
+
+    # every view agrees: `runs`, `show` and the dashboard
+    capsys.readouterr()
+    assert main(["runs", "--store", str(db)]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.split()[:1] == ["1"])
+    assert f" {want_status} " in f" {row} " and "running" not in row
+    assert main(["show", "1", "--store", str(db)]) == 0
+    assert f"status: {want_status}," in capsys.readouterr().out
+    assert _dashboard_status(db, monkeypatch) == want_status
 
     assert main(["resume", str(rid), "--store", str(db)]) == 0
     assert "resuming run 1" in capsys.readouterr().out
@@ -252,6 +283,35 @@ def test_cli_invalid_config_is_one_line_and_stores_nothing(tmp_path, capsys, dem
                  "--store", str(db)]) == 2
     assert "dataset folder not found" in capsys.readouterr().err
     assert not db.exists() or RunStore(db).list_runs() == []
+
+
+@pytest.mark.parametrize("argv, field", [
+    (["-k", "1000000"], "candidates"),
+    (["-l", "1000000"], "trigger_length"),
+    (["--alpha", "nan"], "alpha"),
+    (["--alpha", "inf"], "alpha"),
+    (["--time-budget", "nan"], "time_budget_s"),
+    (["--time-budget", "inf"], "time_budget_s"),
+    (["--quick", "--preset", "bogus"], "preset"),
+    (["--preset", "bogus"], "preset"),
+    (["--seed", "-1"], "seed"),
+    (["--device", "tpu"], "device"),
+    (["--racing", "nan"], "racing"),
+])
+def test_cli_refuses_bad_values_up_front_naming_the_field(tmp_path, capsys, demo_store, demo_backbone_dir,
+                                                         argv, field):
+    db = tmp_path / "runs.sqlite"
+    assert main(["search", *argv, "--data", str(demo_store), "--backbone", str(demo_backbone_dir),
+                 "--store", str(db)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"error: config field '{field}':") and "\n" not in err, err
+    assert not db.exists() or RunStore(db).list_runs() == []  # refused before a run is recorded
+
+
+def test_bad_device_elsewhere_is_one_line(capsys, demo_store, demo_backbone_dir):
+    assert main(["evaluate", "--device", "tpu", "--data", str(demo_store), "--backbone", str(demo_backbone_dir)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "config field 'device'" in err and "\n" not in err
 
 
 def test_cli_search_runs_show(tmp_path, capsys, config):

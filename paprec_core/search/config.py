@@ -90,6 +90,15 @@ class SearchConfig:
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")
+        # Caps, checked before a run is recorded, for values that otherwise run out of memory or
+        # for hours. l: every trigger token is an input position of every example and a round
+        # tries one; the paper sweeps 1-7, and past 64 the prompt dwarfs the history it wraps
+        # (l = 10^6 died of MemoryError after recording its run). k: every candidate is scored
+        # on the validation set each round; the paper uses 5, and 1000 is already minutes a
+        # round on the demo (k = 10^6 ran for minutes without finishing round 1).
+        for name, cap in (("trigger_length", 64), ("candidates", 1000)):
+            if getattr(self, name) > cap:
+                raise ConfigError(name, f"must be at most {cap}, got {getattr(self, name)!r}")
         if self.layout == "prefix+suffix" and self.trigger_length < 2:
             raise ConfigError("layout", "prefix+suffix needs trigger_length >= 2 (one token on each side)")
         if not self.personalized and self.user_position != "end":
@@ -97,12 +106,27 @@ class SearchConfig:
                                                "set personalized or leave user_position at 'end'")
         for name in ("train_examples", "val_users", "max_rounds"):
             v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
                 raise ConfigError(name, f"must be a whole number >= 1 or empty (all), got {v!r}")
-        if self.time_budget_s is not None and self.time_budget_s <= 0:
-            raise ConfigError("time_budget_s", "must be positive or empty (no limit)")
-        if not isinstance(self.racing, (int, float)) or not 0 <= self.racing < 1:
+        import math
+        import re
+
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+        # NaN compares false with everything, so 'nan <= 0' let a NaN budget mean no limit and a
+        # NaN alpha give NaN scores: finite numbers only
+        if self.time_budget_s is not None and not (number(self.time_budget_s) and math.isfinite(self.time_budget_s)
+                                                   and self.time_budget_s > 0):
+            raise ConfigError("time_budget_s", f"must be a positive number of seconds or empty (no limit), "
+                                               f"got {self.time_budget_s!r}")
+        if not number(self.racing) or not 0 <= self.racing < 1:
             raise ConfigError("racing", f"must be a share of the validation rows in [0, 1), got {self.racing!r}")
-        if self.alpha is not None and self.alpha < 0:
-            raise ConfigError("alpha", "must be >= 0")
+        if self.alpha is not None and not (number(self.alpha) and math.isfinite(self.alpha) and self.alpha >= 0):
+            raise ConfigError("alpha", f"must be a finite number >= 0, got {self.alpha!r}")
+        # numpy and torch seed generators with non-negative integers (-1 was a traceback)
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or not 0 <= self.seed < 2 ** 32:
+            raise ConfigError("seed", f"must be a whole number from 0 to 2^32 - 1, got {self.seed!r}")
+        if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
+            raise ConfigError("device", f"{self.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
         return self
