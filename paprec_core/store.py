@@ -54,6 +54,17 @@ STATUSES = ("queued", "running", "finished", "stopped", "failed")
 INTERRUPTED = "interrupted"
 END_STATUS = {"converged": "finished", "budget": "finished", "stopped": "stopped"}
 SCHEMA_VERSION = 1
+# PRAGMA application_id of the stores this tool creates (ASCII "PRec"), so that another
+# application's SQLite file is recognised as such and never modified.
+APPLICATION_ID = 0x50526563
+# The tables and columns this version reads and writes (a store missing one is damaged).
+_REQUIRED = {
+    "runs": ("id", "name", "grp", "status", "task", "data", "backbone", "personalized", "config", "created_at",
+             "started_at", "finished_at", "rounds", "best_score", "elapsed_s", "error", "owner", "state", "results"),
+    "events": ("run_id", "seq", "round", "kind", "data", "time"),
+    "user_tokens": ("run_id", "user", "token"),
+}
+_FIX = "restore it from a backup or point --store (or $PAPREC_STORE) at another file"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -162,28 +173,79 @@ def _finite_or_none(x):
     return x if isinstance(x, (int, float)) and math.isfinite(x) else None
 
 
+def _describe(e: sqlite3.Error) -> str:
+    """SQLite's message as the one line a user can act on."""
+    msg = str(e)
+    if "readonly" in msg:
+        return "the run store is read-only; make the file and its folder writable, or " + _FIX.split(" or ", 1)[1]
+    if "unable to open" in msg:
+        return "cannot open the run store file; check that its folder exists and is writable (" + msg + ")"
+    if "malformed" in msg or "not a database" in msg or "no such" in msg:
+        return f"the run store is damaged ({msg}); {_FIX}"
+    return f"run store error ({msg})"
+
+
 class RunStore:
     def __init__(self, path: str | Path | None = None):
         self.path = Path(path).expanduser() if path is not None else default_store_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise PapRecError(f"{self.path}: cannot create the run store's folder ({e.strerror})") from None
+        if self.path.is_dir():
+            raise PapRecError(f"{self.path}: is a folder; --store names the run store file (e.g. runs.sqlite)")
         try:
             with self._connect() as con:
-                con.execute("PRAGMA journal_mode=WAL")
-                if con.execute("PRAGMA user_version").fetchone()[0] == 0:
-                    con.executescript(_SCHEMA)
-                    con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-        except sqlite3.DatabaseError as e:
-            raise PapRecError(f"{self.path}: not a usable run store ({e})") from None
+                self._open_schema(con)
+        except PapRecError as e:
+            raise PapRecError(f"{self.path}: not a usable run store: {str(e).removeprefix(f'{self.path}: ')}") \
+                from None
+
+    def _open_schema(self, con) -> None:
+        """Create the schema in a new (empty) file, else check it is ours and of this version,
+        reading only: a file that is refused is left exactly as it was."""
+        version = con.execute("PRAGMA user_version").fetchone()[0]
+        app = con.execute("PRAGMA application_id").fetchone()[0]
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if not tables and version == 0 and app in (0, APPLICATION_ID):
+            con.execute("PRAGMA journal_mode=WAL")
+            con.executescript(_SCHEMA)
+            con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+            con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+            return
+        # stores written before the application id was stamped have 0 and our tables
+        if app not in (0, APPLICATION_ID) or version == 0:
+            shown = ", ".join(sorted(tables)[:5]) or "none"
+            raise PapRecError(f"this SQLite file belongs to another application (tables: {shown}); it is left "
+                              "untouched - point --store (or $PAPREC_STORE) at a new file")
+        if version != SCHEMA_VERSION:
+            raise PapRecError(f"schema version {version}, but this PAP-REC Studio reads version {SCHEMA_VERSION} "
+                              "(written by another release?); use the release that wrote it or a new store file")
+        for table, columns in _REQUIRED.items():
+            if table not in tables:
+                raise PapRecError(f"table '{table}' is missing; the store is damaged - {_FIX}")
+            have = {r[1] for r in con.execute(f"PRAGMA table_info({table})")}
+            for c in columns:
+                if c not in have:
+                    raise PapRecError(f"table '{table}' has no column '{c}'; the store is damaged - {_FIX}")
+        if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+            con.execute("PRAGMA journal_mode=WAL")
 
     # ------------------------------------------------------------------ connections
     @contextmanager
     def _connect(self):
-        con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        """A connection; any SQLite error inside becomes a one-line PapRecError naming the store."""
+        try:
+            con = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as e:
+            raise PapRecError(f"{self.path}: {_describe(e)}") from None
         try:
             con.execute("PRAGMA busy_timeout=30000")
             con.execute("PRAGMA synchronous=NORMAL")
             con.row_factory = sqlite3.Row
             yield con
+        except sqlite3.Error as e:
+            raise PapRecError(f"{self.path}: {_describe(e)}") from None
         finally:
             con.close()
 

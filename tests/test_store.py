@@ -226,3 +226,115 @@ def test_not_a_store(tmp_path):
     bad.write_text("this is not a database " * 100)
     with pytest.raises(PapRecError, match="not a usable run store"):
         RunStore(bad)
+
+
+# --------------------------------------------------------------------------- damaged and foreign files
+
+
+def _one_line_cli_error(capsys, argv) -> str:
+    from paprec_core.cli import main
+
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err, err
+    return err
+
+
+def _a_store_with_a_run(path):
+    from paprec_core.search.events import Event
+
+    store = RunStore(path)
+    rid = store.create_run(SearchConfig(), name="r")
+    write = store.listener(rid)
+    write(Event("run_start", 0, {"prompt": "p"}))
+    for i in range(1, 400):
+        write(Event("candidate", 1, {"i": i, "pad": "x" * 200}))
+    return store, rid
+
+
+@pytest.mark.parametrize("sql, named", [
+    ("DROP TABLE events", "table 'events' is missing"),
+    ("DROP TABLE runs", "table 'runs' is missing"),
+    ("DROP TABLE user_tokens", "table 'user_tokens' is missing"),
+    ("ALTER TABLE runs RENAME TO old; CREATE TABLE runs (id INTEGER PRIMARY KEY, label TEXT)",
+     "table 'runs' has no column"),
+    ("PRAGMA user_version=7", "schema version 7"),
+])
+def test_a_damaged_store_is_refused_in_one_line_and_left_as_it_was(tmp_path, capsys, sql, named):
+    import sqlite3
+
+    path = tmp_path / "runs.sqlite"
+    _a_store_with_a_run(path)
+    with sqlite3.connect(path) as con:
+        con.executescript(sql)
+    con.close()
+    before = path.read_bytes()
+    for argv in (["runs"], ["show", "1"], ["resume", "1"]):
+        err = _one_line_cli_error(capsys, [*argv, "--store", str(path)])
+        assert str(path) in err and named in err, err
+    assert path.read_bytes() == before
+
+
+def test_another_applications_sqlite_file_is_refused_untouched(tmp_path, capsys):
+    import sqlite3
+
+    path = tmp_path / "contacts.sqlite"
+    with sqlite3.connect(path) as con:
+        con.execute("CREATE TABLE contacts (name TEXT)")
+        con.execute("INSERT INTO contacts VALUES ('ada')")
+    con.close()
+    before = path.read_bytes()
+    err = _one_line_cli_error(capsys, ["runs", "--store", str(path)])
+    assert "belongs to another application" in err and "contacts" in err
+    assert path.read_bytes() == before and not (tmp_path / "contacts.sqlite-wal").exists()
+    with sqlite3.connect(path) as con:  # no tables of ours added
+        assert [r[0] for r in con.execute("SELECT name FROM sqlite_master")] == ["contacts"]
+    con.close()
+
+
+def test_a_new_store_is_stamped_as_ours(tmp_path):
+    import sqlite3
+
+    from paprec_core.store import APPLICATION_ID, SCHEMA_VERSION
+
+    RunStore(tmp_path / "new.sqlite")
+    with sqlite3.connect(tmp_path / "new.sqlite") as con:
+        assert con.execute("PRAGMA application_id").fetchone()[0] == APPLICATION_ID
+        assert con.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+    con.close()
+
+
+def test_flipped_page_bytes_are_one_line_in_show(tmp_path, capsys):
+    path = tmp_path / "runs.sqlite"
+    _a_store_with_a_run(path)
+    data = bytearray(path.read_bytes())
+    page = 4096
+    assert len(data) > 8 * page
+    for i in range(3 * page, len(data) - page, 97):  # the events' pages; the schema page stays intact
+        data[i] ^= 0xFF
+    path.write_bytes(bytes(data))
+    err = _one_line_cli_error(capsys, ["show", "1", "--store", str(path)])
+    assert str(path) in err and "damaged" in err, err
+
+
+def test_a_read_only_store_is_one_line(tmp_path, capsys, monkeypatch):
+    import sqlite3
+
+    from paprec_core import store as store_module
+
+    path = tmp_path / "runs.sqlite"
+    _a_store_with_a_run(path)
+    real = sqlite3.connect
+    # a real read-only connection (chmod does not stop root, who runs this suite in CI)
+    monkeypatch.setattr(store_module.sqlite3, "connect",
+                        lambda p, **kw: real(f"file:{p}?mode=ro", uri=True, **kw))
+    err = _one_line_cli_error(capsys, ["resume", "1", "--store", str(path)])
+    assert str(path) in err and "read-only" in err, err
+
+
+def test_a_store_path_that_cannot_be_made_is_one_line(tmp_path, capsys):
+    (tmp_path / "afile").write_text("x")
+    err = _one_line_cli_error(capsys, ["runs", "--store", str(tmp_path / "afile" / "runs.sqlite")])
+    assert "cannot create the run store's folder" in err
+    err = _one_line_cli_error(capsys, ["runs", "--store", str(tmp_path)])
+    assert "is a folder" in err
