@@ -61,8 +61,10 @@ def config_from_args(args) -> SearchConfig:
     overrides.setdefault("data", str(DEMO_DATA))
     overrides.setdefault("backbone", str(DEMO_BACKBONE))
     # absolute paths, so that 'resume' works from any folder
+    from .runner import resolve_path
+
     for key in ("data", "backbone"):
-        overrides[key] = str(Path(overrides[key]).expanduser().resolve())
+        overrides[key] = str(resolve_path(Path(overrides[key]).expanduser().absolute()))
     if args.quick and args.preset not in (None, "quick"):  # --quick used to win silently
         raise ConfigError("preset", f"--quick is the 'quick' preset; drop --quick or --preset {args.preset}")
     preset = "quick" if args.quick else args.preset

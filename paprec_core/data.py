@@ -28,6 +28,10 @@ import numpy as np
 from .errors import DataError
 
 SPLITS = ("train", "val", "test")
+# Ids are dense 1-based integers (P5's files number users and items 1..n) and every one gets
+# an embedding row, so an id is at most this: 10^7 rows is past any P5 dataset (the largest,
+# Yelp, has ~20k items) while 10^30 made a tensor of impossible size or a missing-key crash.
+MAX_ID = 10_000_000
 TASKS = ("sequential", "explanation", "matching")
 N_NEGATIVES = 99
 
@@ -80,6 +84,21 @@ PICKLE_OPT_IN = ("if you trust this folder, opt in with --trust-pickle (dashboar
                  "in the sidebar)")
 
 
+def parse_id(text) -> int | None:
+    """A 1-based id written as plain ASCII digits (text, or a JSON integer), else None.
+
+    ``int()`` alone also takes Arabic-Indic and full-width digits, ``+5``, ``1_0`` and
+    surrounding spaces, and ``int(1.5)`` is 1: all of those are a wrong file, not an id.
+    """
+    if isinstance(text, bool):
+        return None
+    if isinstance(text, int):
+        return text
+    if isinstance(text, str) and text.isascii() and text.isdigit():
+        return int(text)
+    return None
+
+
 def check_pickle_opt_in(root: str | Path, trust_pickle: bool) -> None:
     """DataError when ``root`` holds ``exp_splits.pkl`` and the user has not opted in to reading it."""
     exp_path = Path(root) / "exp_splits.pkl"
@@ -98,7 +117,11 @@ def load_dataset(root: str | Path, read_reviews: bool = False, trust_pickle: boo
     never read it.
     """
     root = Path(root)
-    if not root.is_dir():
+    try:
+        is_dir = root.is_dir()
+    except OSError as e:  # a symlink loop, a path too long, ...
+        raise DataError(root, f"cannot read the dataset folder ({e.strerror or type(e).__name__})") from None
+    if not is_dir:
         raise DataError(root, "dataset folder not found; pass a folder that holds sequential_data.txt")
     sequences = _read_sequences(root / "sequential_data.txt")
     n_items = max(max(s) for s in sequences.values())
@@ -106,33 +129,60 @@ def load_dataset(root: str | Path, read_reviews: bool = False, trust_pickle: boo
     datamaps = _read_json(root / "datamaps.json")
     attribute_names: dict[str, str] = {}
     if datamaps is not None:
-        _check_datamaps(root / "datamaps.json", datamaps, sequences)
-        ds.user_raw_ids = {int(k): v for k, v in datamaps.get("id2user", {}).items()}
-        attribute_names = {str(k): v for k, v in datamaps.get("id2attribute", {}).items()}
-        id2item = datamaps.get("id2item", {})
+        dm_path = root / "datamaps.json"
+        _check_datamaps(dm_path, datamaps, sequences)
+        ds.user_raw_ids = _id_map(dm_path, datamaps, "id2user")
+        attribute_names = {str(k): v for k, v in _object(dm_path, datamaps, "id2attribute").items()}
+        id2item = _id_map(dm_path, datamaps, "id2item")
     else:
         id2item = {}
-    attrs = _read_json(root / "item2attributes.json")
+    attrs_path = root / "item2attributes.json"
+    attrs = _read_json(attrs_path)
     if attrs is not None:
+        for k, v in attrs.items():
+            if parse_id(k) is None:
+                raise DataError(attrs_path, f"key {k!r} is not an item id (ASCII digits)")
+            if not isinstance(v, list) or not all(isinstance(a, (str, int)) and not isinstance(a, bool) for a in v):
+                raise DataError(attrs_path, f"item {k}: expected a list of attribute ids, found {type(v).__name__}")
         ds.item_attributes = {
             int(k): [attribute_names.get(str(a), str(a)) for a in v] for k, v in attrs.items()
         }
     meta_path = root / "meta.json.gz"
     if meta_path.exists():
-        asin2item = {v: int(k) for k, v in id2item.items()}
+        asin2item = {v: k for k, v in id2item.items()}
         ds.item_titles = _read_titles(meta_path, asin2item)
     exp_path = root / "exp_splits.pkl"
     if read_reviews:
         check_pickle_opt_in(root, trust_pickle)
     if read_reviews and exp_path.exists():
         user2id = {v: k for k, v in ds.user_raw_ids.items()}
-        asin2item = {v: int(k) for k, v in id2item.items()}
+        asin2item = {v: k for k, v in id2item.items()}
         ds.reviews = _read_reviews(exp_path, user2id, asin2item)
     return ds
 
 
+def _read_bytes(path: Path) -> bytes:
+    """A dataset file's bytes; a folder, a symlink loop or an unreadable file is a DataError."""
+    try:
+        return path.read_bytes()
+    except IsADirectoryError:
+        raise DataError(path, "is a folder, not a file") from None
+    except OSError as e:
+        raise DataError(path, f"cannot read the file ({e.strerror or type(e).__name__})") from None
+
+
+def _exists(path: Path) -> bool:
+    try:
+        path.lstat()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True  # there, but not readable: _read_bytes says why
+    return True
+
+
 def _read_sequences(path: Path) -> dict[int, list[int]]:
-    if not path.exists():
+    if not _exists(path):
         raise DataError(path, "file not found; a P5 dataset folder needs sequential_data.txt "
                               "(one line per user: USER_ID ITEM_ID ITEM_ID ...)")
     sequences: dict[int, list[int]] = {}
@@ -140,7 +190,7 @@ def _read_sequences(path: Path) -> dict[int, list[int]]:
     # its line, and a UTF-8 BOM (files saved by Windows editors) is dropped instead of
     # making the first user id unreadable. splitlines() folds CRLF (the original
     # Beauty file), LF and CR alike.
-    data = path.read_bytes().removeprefix(b"\xef\xbb\xbf")
+    data = _read_bytes(path).removeprefix(b"\xef\xbb\xbf")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -151,14 +201,17 @@ def _read_sequences(path: Path) -> dict[int, list[int]]:
         if not parts:
             continue
         ids = []
-        for p in parts:  # int() per field, so the message names the field int() rejected
-            try:
-                ids.append(int(p))
-            except ValueError:
+        for p in parts:  # per field, so the message names the field that is not an id
+            v = parse_id(p)
+            if v is None:
                 raise DataError(path, f"'{p}' is not an integer id; every field must be a "
-                                      "1-based integer user or item id", lineno) from None
+                                      "1-based integer user or item id in ASCII digits", lineno)
+            ids.append(v)
         if min(ids) < 1:
             raise DataError(path, "ids must be positive integers (1-based)", lineno)
+        if max(ids) > MAX_ID:
+            raise DataError(path, f"id {max(ids)} is above {MAX_ID:,}; ids must number users and items "
+                                  "1, 2, 3, ... (renumber them densely)", lineno)
         user, items = ids[0], ids[1:]
         if len(items) < 3:
             raise DataError(path, f"user {user} has {len(items)} item(s); leave-one-out "
@@ -172,11 +225,10 @@ def _read_sequences(path: Path) -> dict[int, list[int]]:
 
 
 def _read_json(path: Path):
-    if not path.exists():
+    if not _exists(path):
         return None
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        text = _read_bytes(path).decode("utf-8")
         if not text.strip():
             raise DataError(path, "file is empty; remove it or write the JSON object P5 expects")
         value = json.loads(text)
@@ -195,10 +247,12 @@ def _check_datamaps(path: Path, datamaps: dict, sequences: dict[int, list[int]])
             raise DataError(path, f"field '{key}' is missing; datamaps.json needs user2id and item2id")
     ids = {}
     for key in ("user2id", "item2id"):
-        try:  # a non-integer id or a field that is not an object was a bare ValueError/AttributeError
-            ids[key] = {int(v) for v in datamaps[key].values()}
-        except (AttributeError, TypeError, ValueError):
-            raise DataError(path, f"field '{key}' must map raw ids to integer ids (as text)") from None
+        # a field that is not an object, or an id like 1.5 or '+5', was a crash or a silent int()
+        values = datamaps[key].values() if isinstance(datamaps[key], dict) else None
+        parsed = None if values is None else [parse_id(v) for v in values]
+        if parsed is None or None in parsed:
+            raise DataError(path, f"field '{key}' must map raw ids to integer ids (ASCII digits, as text)")
+        ids[key] = set(parsed)
     user_ids, item_ids = ids["user2id"], ids["item2id"]
     for user, items in sequences.items():
         if user not in user_ids:
@@ -210,19 +264,49 @@ def _check_datamaps(path: Path, datamaps: dict, sequences: dict[int, list[int]])
                                       "sequential_data.txt); regenerate datamaps.json from the same data")
 
 
+def _object(path: Path, datamaps: dict, key: str) -> dict:
+    value = datamaps.get(key, {})
+    if not isinstance(value, dict):
+        raise DataError(path, f"field '{key}' must be an object, found a {type(value).__name__}")
+    return value
+
+
+def _id_map(path: Path, datamaps: dict, key: str) -> dict[int, str]:
+    """``id2user`` / ``id2item``: integer ids (ASCII digits, as text) to raw ids."""
+    out = {}
+    for k, v in _object(path, datamaps, key).items():
+        i = parse_id(k)
+        if i is None:
+            raise DataError(path, f"field '{key}': key {k!r} is not an integer id (ASCII digits)")
+        if not isinstance(v, str):
+            raise DataError(path, f"field '{key}': id {k} maps to a {type(v).__name__}, expected a raw id (text)")
+        out[i] = v
+    return out
+
+
 def _read_titles(path: Path, asin2item: dict[str, int]) -> dict[int, str]:
+    import io
+    import zlib
+
     titles: dict[int, str] = {}
-    with gzip.open(path, "rt", encoding="utf-8") as f:
-        for lineno, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = ast.literal_eval(line)
-            except (ValueError, SyntaxError):
-                raise DataError(path, "not a Python-literal dict (Amazon meta format)", lineno) from None
-            item = asin2item.get(record.get("asin"))
-            if item is not None and record.get("title"):
-                titles[item] = str(record["title"])
+    try:
+        text = gzip.decompress(_read_bytes(path)).decode("utf-8")
+    except (OSError, EOFError, zlib.error):
+        raise DataError(path, "not a gzip file; meta.json.gz must be gzip-compressed text") from None
+    except UnicodeDecodeError as e:
+        raise DataError(path, f"not UTF-8 text once decompressed (byte {e.start})") from None
+    for lineno, line in enumerate(io.StringIO(text), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = ast.literal_eval(line)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            raise DataError(path, "not a Python-literal dict (Amazon meta format)", lineno) from None
+        if not isinstance(record, dict):
+            raise DataError(path, f"a {type(record).__name__}, not a dict (Amazon meta format)", lineno)
+        item = asin2item.get(record.get("asin"))
+        if item is not None and record.get("title"):
+            titles[item] = str(record["title"])
     return titles
 
 
@@ -310,6 +394,16 @@ def split_examples(ds: P5Dataset, task: str, split: str, max_history: int = 20,
         if rows:
             out[user] = rows
     return out
+
+
+def check_trainable(ds: P5Dataset, task: str) -> None:
+    """DataError when no user has a training example of ``task`` (sequential and matching: a
+    training target needs a training item before it, so a user needs 4 items)."""
+    if task in ("sequential", "matching") and not any(len(s) >= 4 for s in ds.sequences.values()):
+        raise DataError(ds.root / "sequential_data.txt",
+                        f"no user has a {task} training example: leave-one-out keeps the last two items for "
+                        "validation and test, and training needs two more, but no user has more than "
+                        f"{max(len(s) for s in ds.sequences.values())} items")
 
 
 def training_history(seq: list[int]) -> list[int]:

@@ -34,9 +34,12 @@ def resolve_path(path: str | Path) -> Path:
     """An absolute path; a relative one that is missing here is tried against the repository
     (so the demo defaults ``assets/demo`` and ``assets/backbone`` work from any folder)."""
     p = Path(path).expanduser()
-    if not p.is_absolute() and not p.exists() and (REPO / p).exists():
-        p = REPO / p
-    return p.resolve()
+    try:
+        if not p.is_absolute() and not p.exists() and (REPO / p).exists():
+            p = REPO / p
+        return p.resolve()
+    except (RuntimeError, OSError) as e:  # Python 3.11 raises RuntimeError for a symlink loop
+        raise PapRecError(f"{path}: cannot resolve the path ({e})") from None
 
 
 def _signature(path: Path, names: tuple[str, ...]) -> tuple:
@@ -92,7 +95,10 @@ def load_backbone_cached(path: str | Path, device: str | None = None):
 def load_inputs(cfg: SearchConfig, trust_pickle: bool = False):
     """(dataset, backbone) of a config, from the cache when already loaded; an explanation run
     reads ``exp_splits.pkl`` only with ``trust_pickle``."""
+    from .data import check_trainable
+
     ds = load_dataset_cached(cfg.data, read_reviews=cfg.task == "explanation", trust_pickle=trust_pickle)
+    check_trainable(ds, cfg.task)  # else the search died deep inside on an empty batch
     backbone = load_backbone_cached(cfg.backbone, cfg.device)
     return ds, backbone
 

@@ -299,3 +299,93 @@ def test_json_that_is_not_an_object(tmp_path):
     (folder / "item2attributes.json").write_text("[1, 2, 3]")
     msg = _error(folder)
     assert "item2attributes.json" in msg and "JSON object" in msg
+
+
+# --------------------------------------------------------------------------- hostile input (issue 14)
+
+
+@pytest.mark.parametrize("field", ["\u0661", "\uff11", "+5", "1_0", "\u0663\u0664"])
+def test_only_ascii_digits_are_ids(tmp_path, field):
+    """int() takes Arabic-Indic and full-width digits, '+5' and '1_0'; a P5 file never has them."""
+    msg = _error(_write_lines(tmp_path / "store", f"1 1 2 3\n2 4 5 {field}\n"))
+    assert "sequential_data.txt:2:" in msg and f"'{field}'" in msg and "ASCII" in msg
+
+
+def test_a_huge_id_names_its_line(tmp_path):
+    msg = _error(_write_lines(tmp_path / "store", f"1 1 2 3\n2 4 5 {10 ** 30}\n"))
+    assert "sequential_data.txt:2:" in msg and "renumber" in msg
+
+
+@pytest.mark.parametrize("change, field", [
+    (lambda d: d["user2id"].update(U1=1.5), "user2id"),
+    (lambda d: d["user2id"].update(U1="+1"), "user2id"),
+    (lambda d: d["item2id"].update(A10=True), "item2id"),
+    (lambda d: d.update(id2user=["U1"]), "id2user"),
+    (lambda d: d.update(id2item={"x": "A10"}), "id2item"),
+    (lambda d: d.update(id2item={"10": ["A10"]}), "id2item"),
+    (lambda d: d.update(id2attribute=[1, 2]), "id2attribute"),
+])
+def test_datamaps_of_the_wrong_shape_name_the_field(tmp_path, change, field):
+    maps = datamaps_for()
+    change(maps)
+    msg = _error(write_store(tmp_path / "store", datamaps=maps))
+    assert "datamaps.json" in msg and f"'{field}'" in msg
+
+
+@pytest.mark.parametrize("attrs, says", [({"10": 5}, "item 10"), ({"abc": ["a"]}, "'abc'"),
+                                         ({"10": [["nested"]]}, "item 10")])
+def test_item2attributes_of_the_wrong_shape(tmp_path, attrs, says):
+    folder = write_store(tmp_path / "store")
+    (folder / "item2attributes.json").write_text(json.dumps(attrs))
+    msg = _error(folder)
+    assert "item2attributes.json" in msg and says in msg
+
+
+@pytest.mark.parametrize("content, says", [
+    (b"plain text, not gzip", "not a gzip file"),
+    (__import__("gzip").compress(b"[1, 2, 3]\n"), ":1: a list, not a dict"),
+    (__import__("gzip").compress(b"{'asin': 'A10'}\n\xff\xfe\x00binary"), "not UTF-8"),
+])
+def test_bad_meta_json_gz(tmp_path, content, says):
+    folder = write_store(tmp_path / "store", datamaps=datamaps_for())
+    (folder / "meta.json.gz").write_bytes(content)
+    msg = _error(folder)
+    assert "meta.json.gz" in msg and says in msg
+
+
+def test_sequential_data_that_is_a_folder(tmp_path):
+    folder = tmp_path / "store"
+    (folder / "sequential_data.txt").mkdir(parents=True)
+    msg = _error(folder)
+    assert "sequential_data.txt" in msg and "is a folder" in msg
+
+
+def test_symlink_loops(tmp_path, capsys):
+    from paprec_core.cli import main
+
+    folder = tmp_path / "store"
+    folder.mkdir()
+    (folder / "a").symlink_to(folder / "b")
+    (folder / "b").symlink_to(folder / "a")
+    (folder / "sequential_data.txt").symlink_to(folder / "a")
+    assert "sequential_data.txt" in _error(folder) and "symbolic links" in _error(folder)
+    # a dataset folder that is itself a loop, through the search's path resolution
+    assert main(["search", "--data", str(folder / "a"), "--store", str(tmp_path / "runs.sqlite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert str(folder / "a") in err and "\n" not in err and "Symlink loop" in err
+
+
+def test_users_with_only_three_items_have_nothing_to_train_on(tmp_path, capsys, demo_backbone_dir):
+    from paprec_core.cli import main
+    from paprec_core.data import check_trainable
+    from paprec_core.store import RunStore
+
+    folder = _write_lines(tmp_path / "store", "".join(f"{u} {u} {u + 1} {u + 2}\n" for u in range(1, 30)))
+    with pytest.raises(DataError, match="no user has a sequential training example"):
+        check_trainable(load_dataset(folder), "sequential")
+    db = tmp_path / "runs.sqlite"
+    assert main(["search", "--task", "matching", "--data", str(folder), "--backbone", str(demo_backbone_dir),
+                 "--store", str(db)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "sequential_data.txt" in err and "matching training example" in err and "\n" not in err
+    assert RunStore(db).list_runs() == []  # refused before a run is recorded

@@ -23,8 +23,11 @@ def resolve(path: str | Path) -> Path:
     p = Path(str(path).strip()).expanduser()
     if p.is_absolute():
         return p
-    if (REPO / p).exists():
-        return REPO / p
+    try:
+        if (REPO / p).exists():
+            return REPO / p
+    except OSError:  # e.g. a name too long: the loaders say what is wrong with it
+        pass
     return Path.cwd() / p
 
 
@@ -33,5 +36,5 @@ def shown(path: str | Path) -> str:
     p = Path(path)
     try:
         return str(p.resolve().relative_to(REPO))
-    except ValueError:
+    except (ValueError, RuntimeError, OSError):  # outside the repository, or a symlink loop
         return str(p)
