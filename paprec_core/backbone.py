@@ -97,10 +97,7 @@ class Backbone(nn.Module):
         pth = Path(pth)
         if not pth.exists():
             raise CheckpointError(f"{pth}: checkpoint not found")
-        try:
-            state = torch.load(pth, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise CheckpointError(f"{pth}: not a PyTorch state dict ({type(e).__name__}: {e})") from None
+        state = load_tensors(pth)
         if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
             state = state["state_dict"]
         state = {re.sub(r"^module\.", "", k): v for k, v in state.items()}
@@ -144,15 +141,25 @@ class Backbone(nn.Module):
     @classmethod
     def load(cls, folder: str | Path, device=None) -> "Backbone":
         folder = Path(folder)
-        for name in ("config.json", "model.safetensors", "spiece.model"):
-            if not (folder / name).exists():
+        if not folder.is_dir():
+            raise CheckpointError(f"{folder}: backbone folder not found (a folder made by 'pretrain', or a P5 .pth)")
+        # tokenizer.json too: without it the entity tokens were silently missing and a search
+        # ran on a wrong vocabulary (best score 0.0000 instead of 0.65)
+        for name in ("config.json", "model.safetensors", "spiece.model", "tokenizer.json"):
+            if not (folder / name).is_file():
                 raise CheckpointError(f"{folder / name}: not found; a backbone folder needs config.json, "
-                                      "model.safetensors and spiece.model (made by 'pretrain')")
-        config = T5Config.from_json_file(folder / "config.json")
+                                      "model.safetensors, spiece.model and tokenizer.json (made by 'pretrain')")
+        config = _read_config(folder / "config.json")
         meta_path = folder / "backbone.json"
-        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        meta = _read_json_object(meta_path) if meta_path.exists() else {}
         model = cls(config, Tokenizer.load(folder), meta)
-        model._load_state(folder / "model.safetensors", load_file(str(folder / "model.safetensors")))
+        weights = folder / "model.safetensors"
+        try:
+            state = load_file(str(weights))
+        except Exception as e:  # noqa: BLE001 - SafetensorError (truncated, random bytes), OSError
+            raise CheckpointError(f"{weights}: not a readable safetensors file ({_first_line(e)}); "
+                                  "copy the backbone folder again or re-run 'pretrain'") from None
+        model._load_state(weights, state)
         return model.to(pick_device(device))
 
     # ------------------------------------------------------------------ batching
@@ -245,6 +252,61 @@ class ItemTrie:
                 return [EOS_ID]
             node = node[t]
         return list(node) or [EOS_ID]
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0]}" if text else type(e).__name__
+
+
+def load_tensors(path: Path):
+    """``torch.load`` of a file that should hold only tensors (``weights_only=True``).
+
+    A file that needs more (code, arbitrary objects) is refused in one line; torch's
+    own message is several lines of advice to retry with ``weights_only=False``,
+    which is exactly what must not be done with a file one did not write.
+    """
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        # a call or class the weights-only unpickler refuses: the file asks to run code
+        if "Unsupported global" in str(e) or "not an allowed global" in str(e):
+            raise CheckpointError(f"{path}: holds code or objects other than tensors, will not be loaded") from None
+        raise CheckpointError(f"{path}: not a PyTorch state dict (not a torch.save file, or damaged)") from None
+    except Exception as e:  # noqa: BLE001 - truncated zip, random bytes, a folder
+        raise CheckpointError(f"{path}: not a PyTorch state dict ({_first_line(e)})") from None
+
+
+def _read_json_object(path: Path) -> dict:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({_first_line(e)})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found a {type(value).__name__}")
+    return value
+
+
+# T5Config fields that size the model: anything but a positive integer failed deep inside torch
+_SIZES = ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_heads", "relative_attention_num_buckets")
+
+
+def _read_config(path: Path) -> T5Config:
+    d = _read_json_object(path)
+    for name in _SIZES + ("num_decoder_layers",):
+        if name not in d:
+            if name in _SIZES:
+                raise CheckpointError(f"{path}: field '{name}' is missing")
+            continue
+        v = d[name]
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise CheckpointError(f"{path}: field '{name}' must be a whole number >= 1, got {v!r}")
+    try:
+        return T5Config.from_dict(d)
+    except Exception as e:  # noqa: BLE001 - transformers' own checks
+        raise CheckpointError(f"{path}: not a T5 config ({_first_line(e)})") from None
 
 
 def _config_from_state(path, state: dict) -> T5Config:

@@ -431,16 +431,12 @@ def load_train_state(path: Path) -> dict:
     planted file cannot run code (it is refused in one line instead). Everything
     ``checkpoint()`` writes - state dicts, the recipe, counters - is of those kinds.
     """
-    import pickle
+    from .backbone import load_tensors
 
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        raise CheckpointError(f"{path}: holds code or objects other than tensors, will not be loaded; delete it "
-                              "to train this folder afresh") from None
-    except Exception as e:  # noqa: BLE001 - truncated or not a torch file at all
-        raise CheckpointError(f"{path}: not a pretraining state ({type(e).__name__}); delete it to train this "
-                              "folder afresh") from None
+        saved = load_tensors(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"{e}; delete it to train this folder afresh") from None
     if not isinstance(saved, dict) or not {"config", "model", "optimizer", "scheduler", "state"} <= set(saved):
         raise CheckpointError(f"{path}: not a pretraining state (fields missing); delete it to train this "
                               "folder afresh")

@@ -47,6 +47,26 @@ class TokenizerSpec:
     n_users: int = 0
 
 
+def _read_spec(path: Path) -> TokenizerSpec:
+    """tokenizer.json, each field checked (a wrong type or name was a TypeError deep inside)."""
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"{path}: not valid JSON ({type(e).__name__})") from None
+    if not isinstance(d, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found a {type(d).__name__}")
+    known = TokenizerSpec.__dataclass_fields__
+    for k, v in d.items():
+        if k not in known:
+            raise CheckpointError(f"{path}: unknown field '{k}'; known: {', '.join(known)}")
+        if k == "entity_tokens":
+            if not isinstance(v, bool):
+                raise CheckpointError(f"{path}: field '{k}' must be true or false, got {v!r}")
+        elif not isinstance(v, int) or isinstance(v, bool) or v < 0:
+            raise CheckpointError(f"{path}: field '{k}' must be a whole number >= 0, got {v!r}")
+    return TokenizerSpec(**d)
+
+
 class Tokenizer:
     def __init__(self, spiece_path: str | Path, spec: TokenizerSpec = TokenizerSpec()):
         spiece_path = Path(spiece_path)
@@ -54,7 +74,11 @@ class Tokenizer:
             raise CheckpointError(f"{spiece_path}: SentencePiece model not found; pass the "
                                   "spiece.model that belongs to the checkpoint")
         self.spiece_path = spiece_path
-        self.sp = spm.SentencePieceProcessor(model_file=str(spiece_path))
+        try:
+            self.sp = spm.SentencePieceProcessor(model_file=str(spiece_path))
+        except Exception as e:  # noqa: BLE001 - sentencepiece raises RuntimeError/OSError with C++ text
+            raise CheckpointError(f"{spiece_path}: not a SentencePiece model ({type(e).__name__}); pass the "
+                                  "spiece.model that belongs to the checkpoint") from None
         self.spec = spec
         self.n_pieces = self.sp.get_piece_size()
         self.item_base = self.n_pieces + spec.n_extra_ids
@@ -84,7 +108,7 @@ class Tokenizer:
     def load(cls, folder: str | Path) -> "Tokenizer":
         folder = Path(folder)
         spec_path = folder / "tokenizer.json"
-        spec = TokenizerSpec(**json.loads(spec_path.read_text())) if spec_path.exists() else TokenizerSpec()
+        spec = _read_spec(spec_path) if spec_path.exists() else TokenizerSpec()
         return cls(folder / "spiece.model", spec)
 
     # ------------------------------------------------------------------ entities

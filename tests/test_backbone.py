@@ -246,3 +246,67 @@ def test_loss_and_input_grad_matches_autograd_by_hand(p5_checkpoint, text_tokeni
     # without positions: the whole [B, S, d] gradient
     _, whole = bb.loss_and_input_grad(bb.batch(inputs, targets))
     torch.testing.assert_close(whole, full, rtol=1e-4, atol=1e-7)
+
+
+# --------------------------------------------------------------------------- damaged backbone folders (issue 14)
+
+
+def _edit_json(name, change):
+    def edit(folder):
+        path = folder / name
+        d = __import__("json").loads(path.read_text())
+        change(d)
+        path.write_text(__import__("json").dumps(d))
+    return edit
+
+
+def _write(name, data: bytes):
+    return lambda folder: (folder / name).write_bytes(data)
+
+
+def _truncate(name):
+    return lambda folder: (folder / name).write_bytes((folder / name).read_bytes()[:300])
+
+
+@pytest.mark.parametrize("damage, says", [
+    (_truncate("model.safetensors"), "model.safetensors: not a readable safetensors file"),
+    (_write("model.safetensors", bytes(range(256)) * 40), "model.safetensors: not a readable safetensors file"),
+    (_edit_json("config.json", lambda d: d.update(d_model="sixteen")), "config.json: field 'd_model'"),
+    (_edit_json("config.json", lambda d: d.update(num_heads=-2)), "config.json: field 'num_heads'"),
+    (_write("config.json", b"{garbage"), "config.json: not valid JSON"),
+    (_write("tokenizer.json", b"\x00\xff garbage"), "tokenizer.json: not valid JSON"),
+    (_edit_json("tokenizer.json", lambda d: d.update(n_items="many")), "tokenizer.json: field 'n_items'"),
+    (_edit_json("tokenizer.json", lambda d: d.update(colour=1)), "tokenizer.json: unknown field 'colour'"),
+    (_write("backbone.json", b"[1, 2"), "backbone.json: not valid JSON"),
+    (_write("spiece.model", b"garbage" * 50), "spiece.model: not a SentencePiece model"),
+    (lambda folder: (folder / "tokenizer.json").unlink(), "tokenizer.json: not found"),
+])
+def test_a_damaged_backbone_folder_is_one_line_naming_the_file(tmp_path, demo_backbone_dir, damage, says, capsys):
+    import shutil
+
+    from paprec_core.cli import main
+
+    folder = tmp_path / "bb"
+    shutil.copytree(demo_backbone_dir, folder)
+    damage(folder)
+    with pytest.raises(CheckpointError) as e:
+        Backbone.load(folder, device="cpu")
+    assert says in str(e.value) and "\n" not in str(e.value), str(e.value)
+    # the CLI says the same in one line (a missing tokenizer.json used to run on, scoring 0.0000)
+    assert main(["search", "--backbone", str(folder), "--store", str(tmp_path / "runs.sqlite")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert says in err and "\n" not in err, err
+
+
+def test_a_malicious_pth_holds_code_and_is_not_loaded(tmp_path, text_tokenizer):
+    marker = tmp_path / "PWNED"
+
+    class Payload:
+        def __reduce__(self):
+            return (exec, (f"open({str(marker)!r}, 'w').close()",))
+
+    torch.save({"shared.weight": Payload()}, tmp_path / "evil.pth")
+    with pytest.raises(CheckpointError) as e:
+        Backbone.from_p5_checkpoint(tmp_path / "evil.pth", text_tokenizer)
+    assert str(e.value) == f"{tmp_path / 'evil.pth'}: holds code or objects other than tensors, will not be loaded"
+    assert not marker.exists()
