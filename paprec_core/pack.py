@@ -42,9 +42,9 @@ from .data import N_NEGATIVES, Example, P5Dataset
 from .errors import PapRecError
 from .prompts import TASK_ARGS, render
 from .ranking import first_step_item_logits, item_loglik, rank_items
-from .search.config import LAYOUTS, TASKS, USER_POSITIONS, SearchConfig
+from .search.config import LAYOUTS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig
 from .search.slots import TASK, USER, default_user_token, layout_tokens, prompt_text
-from .tokenizer import EOS_ID
+from .tokenizer import EOS_ID, MAX_WORDS
 
 FORMAT = "paprec-pack"
 VERSION = 1
@@ -158,12 +158,24 @@ def export_pack(path, cfg: SearchConfig, state: dict, backbone: Backbone, ds: P5
                    "criterion": cfg.criterion},
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    pack["checksum"] = pack_checksum(pack)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(pack, indent=2, ensure_ascii=False), encoding="utf-8")
     tmp.replace(path)
     return path
+
+
+def pack_checksum(pack: dict) -> str:
+    """SHA-256 of everything in the pack but the checksum itself (canonical JSON).
+
+    A field edited by hand - a sequential pack turned into a matching one, which every
+    field check accepts - then no longer matches. (It guards against mistakes, not
+    forgery: anyone can recompute it.)
+    """
+    body = {k: v for k, v in pack.items() if k not in ("checksum", "_path")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 def _finite(x):
@@ -217,21 +229,24 @@ def validate_pack(pack, path=None) -> dict:
     if not isinstance(pieces, list) or len(pieces) != n or not all(isinstance(p, str) for p in pieces):
         bad("task_tokens.pieces", f"must be a list of {n} piece strings")
     d = pack.get("default_user_token")
-    if not isinstance(d, dict) or not _is_int(d.get("id")) or d["id"] < 0:
-        bad("default_user_token", "must be an object with a token 'id'")
+    if not isinstance(d, dict) or not _is_int(d.get("id")) or d["id"] < 0 or not isinstance(d.get("piece"), str):
+        bad("default_user_token", "must be an object with a token 'id' and its 'piece'")
     ut = pack.get("user_tokens")
     if not isinstance(ut, dict):
         bad("user_tokens", "must be an object {user id: {'id': token id, 'piece': text}}")
     for u, t in ut.items():
-        if not str(u).isdigit():
+        if not (str(u).isascii() and str(u).isdigit()):
             bad("user_tokens", f"key {u!r} is not a user id")
-        if not isinstance(t, dict) or not _is_int(t.get("id")) or t["id"] < 0:
-            bad(f"user_tokens.{u}", "must be an object with a token 'id'")
+        if not isinstance(t, dict) or not _is_int(t.get("id")) or t["id"] < 0 or not isinstance(t.get("piece"), str):
+            bad(f"user_tokens.{u}", "must be an object with a token 'id' and its 'piece' (text)")
     if ut and not pack["personalized"]:
         bad("user_tokens", "a non-personalized pack has no user tokens")
     mh = pack.get("max_history")
-    if not _is_int(mh) or mh < 1:
-        bad("max_history", f"must be a whole number >= 1, found {mh!r}")
+    # every history item is a word of the prompt, and P5's whole-word table has MAX_WORDS rows
+    if not _is_int(mh) or not 1 <= mh <= MAX_WORDS:
+        bad("max_history", f"must be a whole number from 1 to {MAX_WORDS}, found {mh!r}")
+    if pack.get("ranking", "fast") not in RANKINGS:
+        bad("ranking", f"{pack.get('ranking')!r} is not one of {', '.join(RANKINGS)}")
     bb = pack.get("backbone")
     if not isinstance(bb, dict) or not isinstance(bb.get("id"), str) or not bb["id"]:
         bad("backbone.id", "missing: the pack must record the backbone fingerprint")
@@ -243,6 +258,10 @@ def validate_pack(pack, path=None) -> dict:
     for name, section in (("backbone", bb), ("data", data)):
         if section.get("path") is not None and not isinstance(section["path"], str):
             bad(f"{name}.path", "must be text (the path it was exported with)")
+    # packs exported before the checksum existed have none; one that is there must match
+    if "checksum" in pack and pack["checksum"] != pack_checksum(pack):
+        bad("checksum", "the pack was edited after export (its fields no longer match the checksum 'export' "
+                        "wrote); export it again from its run")
     vocab = bb["vocab_size"]
     for t in [*tt["ids"], d["id"], *(v["id"] for v in ut.values())]:
         if t >= vocab:
@@ -269,6 +288,11 @@ def check_pack_fits(pack: dict, backbone: Backbone, ds: P5Dataset) -> None:
                                        f"(vocabulary {bb['vocab_size']}, {bb.get('path')}) but the loaded backbone is "
                                        f"{loaded} (vocabulary {backbone.tokenizer.vocab_size}); load the backbone "
                                        "the pack was exported from", pack.get("_path"))
+    tok = backbone.tokenizer
+    for i, (t, piece) in enumerate(zip(pack["task_tokens"]["ids"], pack["task_tokens"]["pieces"])):
+        if tok.piece(t) != piece:
+            raise PackError("task_tokens.pieces", f"token {i} is id {t}, which is {tok.piece(t)!r} in this "
+                                                    f"backbone, but the pack says {piece!r}", pack.get("_path"))
     fp = dataset_fingerprint(ds)
     if fp != pack["data"]["fingerprint"]:
         raise PackError("data.fingerprint", f"the pack was made on data {pack['data']['fingerprint']} "

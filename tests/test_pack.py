@@ -242,3 +242,41 @@ def test_cli_compare_and_export_read_the_run_store(tmp_path, capsys, monkeypatch
     assert "no completed round" in capsys.readouterr().err
     assert cli.main(["export", "9", "--out", str(tmp_path / "y.json")]) == 2
     assert "run 9 not found" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- hand-edited packs (issue 14)
+
+
+@pytest.mark.parametrize("edit, field", [
+    (lambda p: p.update(task="matching"), "checksum"),  # every field check passes: only the checksum sees it
+    (lambda p: p["task_tokens"].update(ids=p["task_tokens"]["ids"][::-1]), "checksum"),
+    (lambda p: p.update(ranking="bogus"), "ranking"),
+    (lambda p: p.update(max_history=10 ** 9), "max_history"),
+    (lambda p: p["user_tokens"]["3"].pop("piece"), "user_tokens.3"),
+    (lambda p: p["default_user_token"].pop("piece"), "default_user_token"),
+    (lambda p: p["user_tokens"].update({"\uff13": p["user_tokens"]["3"]}), "user_tokens"),
+])
+def test_hand_edited_pack_is_one_line_naming_the_field(tmp_path, capsys, pack_path, edit, field):
+    pack = json.loads(pack_path.read_text())
+    edit(pack)
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(pack))
+    with pytest.raises(PackError) as e:
+        load_pack(bad)
+    assert e.value.field == field and str(bad) in str(e.value) and "\n" not in str(e.value)
+    # the CLI: one line, no KeyError from a user token without its piece
+    assert cli.main(["recommend", "--pack", str(bad), "--user", "3", "--data", "x", "--backbone", "y"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"pack field '{field}'" in err and "\n" not in err
+
+
+def test_pieces_that_do_not_match_the_backbone_are_refused(tmp_path, pack_path, demo_entity_backbone, demo_dataset):
+    from paprec_core.pack import pack_checksum
+
+    pack = json.loads(pack_path.read_text())
+    pack["task_tokens"]["pieces"][0] = "\u2581bogus"
+    pack["checksum"] = pack_checksum(pack)  # recomputed: a careful edit still meets the backbone check
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(pack))
+    with pytest.raises(PackError, match="pack field 'task_tokens.pieces'"):
+        recommend(load_pack(bad), demo_entity_backbone, demo_dataset, 3)
