@@ -367,3 +367,29 @@ def test_a_run_whose_process_died_shows_as_interrupted_and_resumable(store_env, 
         assert "interrupted" in set(at.dataframe[0].value["status"])
     finally:
         store.delete_run(rid)
+
+
+def test_reading_exp_splits_is_an_opt_in_checkbox_that_says_it_runs_code(empty_env, demo_store):
+    at = app()
+    box = at.sidebar.checkbox(key=ui.TRUST_PICKLE)  # in app.py's sidebar, so on every page
+    assert box.value is False and "runs code from the file" in box.label
+    at.switch_page("pages/data.py")
+    at.run()
+    at.text_input(key="p_data").set_value(str(demo_store))  # the demo store has an exp_splits.pkl
+    at.text_input(key="p_out").set_value(str(empty_env / "bb"))
+    at.multiselect(key="p_tasks").set_value(["sequential", "explanation"])
+    at.button(key="p_start").click()
+    at.run()
+    assert any("exp_splits.pkl" in e.value and ui.TRUST_PICKLE_LABEL.split(" (")[0] in e.value
+               for e in at.error), [e.value for e in at.error]
+    assert not (empty_env / "bb").exists()  # no job started
+
+
+def test_an_explanation_run_is_refused_on_launch_without_the_opt_in(empty_env, demo_store, make_config):
+    from paprec_core.errors import DataError
+
+    # the session's runner passes the session's opt-in (here off) to every run it starts
+    with pytest.raises(DataError, match="--trust-pickle"):
+        ui._SessionRunner(ui._runner(ui.store_path()), False).submit(
+            make_config(data=str(demo_store), task="explanation", personalized=False))
+    assert ui.store().list_runs() == []
