@@ -208,8 +208,11 @@ def effective_status(run: dict) -> str:
     owner = run.get("owner") if "owner" in run else store().get_run(run["id"]).get("owner")
     if run["status"] == "running" and owner_alive(owner):
         return run["status"]  # another live process runs it (e.g. the CLI)
-    if run["status"] == "queued" and owner is None:
-        return run["status"] if _recent(run) else "interrupted"
+    if run["status"] == "queued":
+        if owner is None:  # stores from before owners were stamped at creation
+            return run["status"] if _recent(run) else "interrupted"
+        if owner_alive(owner):  # e.g. a CLI search or study between creating and starting it
+            return run["status"]
     return "interrupted"
 
 
