@@ -166,3 +166,18 @@ def test_the_dashboard_listens_on_loopback_only(tmp_path):
             proc.wait()
         log.close()
     assert "Network URL" not in (tmp_path / "streamlit.log").read_text()
+
+
+def test_with_the_opt_in_an_explanation_search_reads_the_file(tmp_path, make_config, capsys):
+    from paprec_core.cli import main
+    from paprec_core.store import RunStore
+
+    cfg = make_config(task="explanation", personalized=False, max_rounds=1, val_users=5, train_examples=8,
+                      trigger_length=1, candidates=2)
+    db = tmp_path / "runs.sqlite"
+    argv = ["search", "--task", "explanation", "--data", cfg.data, "--backbone", cfg.backbone, "-l", "1", "-k", "2",
+            "--criterion", "loss", "--max-rounds", "1", "--val-users", "5", "--train-examples", "8",
+            "--device", "cpu", "--store", str(db)]
+    assert main(argv) == 2 and "--trust-pickle" in capsys.readouterr().err
+    assert main([*argv, "--trust-pickle"]) == 0
+    assert [r["status"] for r in RunStore(db).list_runs()] == ["finished"]
