@@ -204,15 +204,32 @@ class RunStore:
     def _open_schema(self, con) -> None:
         """Create the schema in a new (empty) file, else check it is ours and of this version,
         reading only: a file that is refused is left exactly as it was."""
-        version = con.execute("PRAGMA user_version").fetchone()[0]
-        app = con.execute("PRAGMA application_id").fetchone()[0]
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        def header():
+            tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            return (con.execute("PRAGMA user_version").fetchone()[0],
+                    con.execute("PRAGMA application_id").fetchone()[0], tables)
+
+        version, app, tables = header()
         if not tables and version == 0 and app in (0, APPLICATION_ID):
-            con.execute("PRAGMA journal_mode=WAL")
-            con.executescript(_SCHEMA)
-            con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-            con.execute(f"PRAGMA application_id={APPLICATION_ID}")
-            return
+            con.execute("PRAGMA journal_mode=WAL")  # not allowed inside a transaction
+            # Tables and stamps in one transaction, decided under the write lock: another process
+            # opening the store meanwhile sees either no tables or all of them, stamped (seen
+            # without it: tables but version 0, refused as another application's file).
+            con.execute("BEGIN IMMEDIATE")
+            try:
+                version, app, tables = header()
+                if not tables and version == 0 and app in (0, APPLICATION_ID):
+                    for statement in _SCHEMA.split(";"):
+                        if statement.strip():
+                            con.execute(statement)
+                    con.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+                    con.execute(f"PRAGMA application_id={APPLICATION_ID}")
+                    con.execute("COMMIT")
+                    return
+                con.execute("COMMIT")
+            except BaseException:
+                con.execute("ROLLBACK")
+                raise
         # stores written before the application id was stamped have 0 and our tables
         if app not in (0, APPLICATION_ID) or version == 0:
             shown = ", ".join(sorted(tables)[:5]) or "none"

@@ -338,3 +338,32 @@ def test_a_store_path_that_cannot_be_made_is_one_line(tmp_path, capsys):
     assert "cannot create the run store's folder" in err
     err = _one_line_cli_error(capsys, ["runs", "--store", str(tmp_path)])
     assert "is a folder" in err
+
+
+def test_a_store_being_created_never_shows_tables_without_their_stamps(tmp_path, monkeypatch):
+    """Creating the schema is one transaction: another process opening the store meanwhile sees
+    either no tables or stamped ones (before, it could see tables at version 0 and refuse the
+    file as another application's)."""
+    import sqlite3
+
+    import paprec_core.store as store_mod
+
+    db = tmp_path / "new.sqlite"
+    seen = []
+    real_connect = sqlite3.connect
+
+    def peek(statement):
+        if statement.upper().startswith("PRAGMA USER_VERSION="):  # just before the stamp is written
+            other = real_connect(db)
+            tables = other.execute("SELECT count(*) FROM sqlite_master WHERE type = 'table'").fetchone()[0]
+            seen.append((tables, other.execute("PRAGMA user_version").fetchone()[0]))
+            other.close()
+
+    def connect(*a, **kw):
+        con = real_connect(*a, **kw)
+        con.set_trace_callback(peek)
+        return con
+
+    monkeypatch.setattr(store_mod.sqlite3, "connect", connect)
+    RunStore(db)
+    assert seen and all(tables == 0 or version != 0 for tables, version in seen), seen
