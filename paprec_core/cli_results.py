@@ -48,7 +48,10 @@ def cmd_compare(args) -> None:
     store = _store(args.store)
     cfg, state = _run_and_state(store, args.run_id)
     ds, backbone = _load(cfg, args.spiece, args.device, trust_pickle=args.trust_pickle)
+    from .layout_choice import paper_suffix_row
+
     results = compare_prompts(backbone, ds, cfg, state, repetitions=args.repetitions, split=args.split,
+                              extra=paper_suffix_row(store, args.run_id),
                               progress=lambda msg: print(msg, flush=True))
     results["run_id"] = args.run_id
     print(format_table(results))

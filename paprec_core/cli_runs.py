@@ -80,9 +80,35 @@ def cmd_search(args) -> None:
     ds, backbone = load_inputs(cfg, args.trust_pickle)
     check_compatible(cfg, backbone, ds)  # refuse before anything is stored
     store = _open_store(args)
+    if args.choose_layout:
+        _choose_layout(store, cfg, args)
+        return
     run_id = store.create_run(cfg, args.name, args.group)
     print(f"run {run_id} ({store.get_run(run_id)['name']}) -> {store.path}", flush=True)
     _foreground(store, run_id, cfg, resume=False, trust_pickle=args.trust_pickle)
+
+
+def _choose_layout(store, cfg: SearchConfig, args) -> None:
+    """One search per shape of the paper (see layout_choice), then the best on validation."""
+    from .layout_choice import run_choice, shape_label, start_choice
+
+    if args.group:
+        raise ConfigError("group", "--choose-layout names its own group ('layout choice: ...'); drop --group")
+    choice = start_choice(store, cfg, args.name)
+    print(f"{choice.group}: runs {', '.join(map(str, choice.runs))} -> {store.path}", flush=True)
+
+    def execute(rid: int) -> str:
+        print(f"\n== run {rid}: {shape_label(choice.runs[rid])}", flush=True)
+        _foreground(store, rid, choice.runs[rid], resume=False, trust_pickle=args.trust_pickle)
+        return store.get_run(rid)["status"]
+
+    choice = run_choice(store, choice, execute)
+    print("\nvalidation score of each shape (the best prompt each search found):")
+    for rid, score in choice.scores.items():
+        mark = "  <- chosen" if rid == choice.chosen else ""
+        print(f"  run {rid}  {shape_label(choice.runs[rid]):<22} {score:.4f}{mark}")
+    print(f"chosen: run {choice.chosen}; test it with: python -m paprec_core compare {choice.chosen} "
+          f"--store {store.path}  (the pure-suffix run {choice.paper_suffix} is reported beside it)")
 
 
 def cmd_resume(args) -> None:
@@ -334,6 +360,15 @@ def register(sub) -> None:
     s.add_argument("--preset", help=f"one of {', '.join(PRESETS)}; explicit options override it")
     s.add_argument("--name", help="a name for the run")
     s.add_argument("--group", help="a group (e.g. an ablation) the run belongs to")
+    s.add_argument("--choose-layout", dest="choose_layout", action="store_true",
+                   help="search each of the paper's shapes (suffix l = 5 and 6, prefix+suffix, prefix) and "
+                        "choose the best on validation (section 5.1.5)")
+    s.add_argument("--accept-z", dest="accept_z", type=float,
+                   help="keep a swap only when its paired validation gain exceeds this many standard errors "
+                        "(default 0: any gain, the paper's rule; 1.645: one-sided p < 0.05)")
+    s.add_argument("--gradient-rows", dest="gradient_rows", choices=["all", "latest"],
+                   help="training rows of the gradient: every prefix (all, default) or each user's latest, "
+                        "shaped like the validation rows")
     add_trust_pickle(s)
     _store_arg(s)
     s.set_defaults(func=cmd_search)

@@ -289,6 +289,63 @@ def compare_prompts(backbone: Backbone, ds: P5Dataset, cfg: SearchConfig | dict,
                      examples_per_run=len(examples[0]), max_history=mh)
 
 
+# --------------------------------------------------------------------------- the verdict
+
+# The metrics a verdict weighs (issue: HR@5, NDCG@5, HR@10, NDCG@10; the text metrics for explanation)
+VERDICT_METRICS = {"ranking": ("HR@5", "NDCG@5", "HR@10", "NDCG@10"),
+                   "explanation": ("BLEU-4", "ROUGE-1", "ROUGE-2", "ROUGE-L")}
+
+
+def verdicts(results: dict, reference: str | None = None) -> list[dict]:
+    """One verdict per prompt against the Seen manual prompt (or ``reference``).
+
+    ``better``: at or above the reference on every verdict metric and significantly above on at
+    least one; ``worse``: significantly below on at least one; ``level`` otherwise. Each entry:
+    ``{"name", "verdict", "metrics": [{"metric", "value", "reference", "change", "relative", "p"}]}``.
+    """
+    names = [r["name"] for r in results["rows"]]
+    reference = reference or next((n for n in names if n.startswith("Seen manual")), None)
+    if reference is None:
+        return []
+    alpha = results.get("alpha", ALPHA)
+    ref = next(r for r in results["rows"] if r["name"] == reference)["metrics"]
+    kind = "explanation" if results.get("task") == "explanation" else "ranking"
+    wanted = [m for m in VERDICT_METRICS[kind] if m in ref]
+    out = []
+    for row in results["rows"]:
+        if row["name"] == reference:
+            continue
+        cells, above, below, level_or_up = [], False, False, True
+        for m in wanted:
+            v, r = row["metrics"].get(m), ref.get(m)
+            if v is None or r is None:
+                continue
+            p = p_value(results, m, row["name"], reference)
+            significant = p is not None and p < alpha
+            above |= significant and v > r
+            below |= significant and v < r
+            level_or_up &= v >= r
+            cells.append({"metric": m, "value": v, "reference": r, "change": v - r,
+                          "relative": (v - r) / r if r else None, "p": p})
+        verdict = "worse" if below else "better" if (above and level_or_up) else "level"
+        out.append({"name": row["name"], "verdict": verdict, "reference": reference, "metrics": cells})
+    return out
+
+
+def _p_short(p: float | None) -> str:
+    return "n/a" if p is None else f"{p:.2g}"
+
+
+def verdict_line(v: dict) -> str:
+    """``PAP-REC: level with Seen manual (2-3) — HR@5 -3.0% (p = 0.025), ...``"""
+    word = {"better": "better than", "worse": "worse than", "level": "level with"}[v["verdict"]]
+    parts = []
+    for c in v["metrics"]:
+        rel = f"{c['relative']:+.1%}" if c["relative"] is not None else f"{c['change']:+.4f}"
+        parts.append(f"{c['metric']} {rel} (p = {_p_short(c['p'])})")
+    return f"{v['name']}: {word} {v['reference']} — " + ", ".join(parts)
+
+
 # --------------------------------------------------------------------------- the table
 
 
@@ -342,7 +399,7 @@ def format_table(results: dict) -> str:
              f"{results.get('split', 'test')} split")
     protocol = f"beam {NUM_BEAMS} / top-{TOP_K}, {per_run} examples per run; {reps}"
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    out = [title, protocol, rule, line(header), rule, *map(line, body), rule,
+    out = [title, *map(verdict_line, verdicts(results)), protocol, rule, line(header), rule, *map(line, body), rule,
            f"* best prompt of the row; \u2020 the best prompt is significantly better than this one "
            f"(paired t-test on {results.get('n_values', '?')} aligned values, p < {alpha})."]
     if results["task"] == "explanation":

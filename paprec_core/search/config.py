@@ -11,6 +11,7 @@ LAYOUTS = ("suffix", "prefix", "prefix+suffix")
 USER_POSITIONS = ("end", "between", "before")
 CRITERIA = ("surrogate", "loss", "full")
 RANKINGS = ("fast", "beam")
+GRADIENT_ROWS = ("all", "latest")
 
 # Presets a user picks by name; explicit options override them.
 PRESETS = {
@@ -45,6 +46,12 @@ class SearchConfig:
     exclude_numbers_user: bool = True   # ... and out of the user tokens (DESIGN §5)
     ranking: str = "fast"             # fast (exact, default) | beam (HF beam search)
     racing: float = 0.25              # share of validation rows that can rule a candidate out (0: off)
+    # A task swap is kept when its mean gain over the current prompt on the paired validation rows
+    # exceeds accept_z standard errors (0: any gain, the paper's rule; 1.645: one-sided p < 0.05).
+    accept_z: float = 0.0
+    # Training rows the gradient is taken over: "all" (every prefix of every history, the paper) or
+    # "latest" (each user's longest training prefix, shaped like the validation rows).
+    gradient_rows: str = "all"
     batch_size: int = 128
     seed: int = 0
     device: str = "auto"
@@ -86,6 +93,7 @@ class SearchConfig:
         choose("user_position", USER_POSITIONS)
         choose("criterion", CRITERIA)
         choose("ranking", RANKINGS)
+        choose("gradient_rows", GRADIENT_ROWS)
         for name in ("trigger_length", "candidates", "max_epochs", "batch_size", "patience"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:

@@ -46,6 +46,9 @@ class SearchState:
     round: int = 0
     task_rounds: int = 0
     untried: list[int] = field(default_factory=list)
+    # [position, token] pairs already scored against the current prompt and rejected: scoring
+    # one again on the same rows would give the same answer, so a retry draws other candidates
+    rejected: list[list[int]] = field(default_factory=list)
     failed_passes: int = 0  # passes in which every position failed, since the last gain
     next_kind: str = "task"
     task_converged: bool = False
@@ -86,6 +89,18 @@ def check_compatible(cfg: SearchConfig, backbone: Backbone, ds: P5Dataset) -> No
                                   "choose sequential or matching")
 
 
+def clear_gain(new: np.ndarray, current: np.ndarray, z: float) -> bool:
+    """Is ``new`` better than ``current`` on the paired validation rows, by more than ``z``
+    standard errors of the mean difference? ``z = 0`` is the paper's rule: any gain."""
+    d = np.asarray(new, dtype=float) - np.asarray(current, dtype=float)
+    gain = float(d.mean())
+    if gain <= 0:
+        return False
+    if z <= 0 or len(d) < 2:
+        return True
+    return gain > z * float(d.std(ddof=1)) / np.sqrt(len(d))
+
+
 class Search:
     def __init__(self, cfg: SearchConfig, backbone: Backbone, ds: P5Dataset,
                  listener: Listener | None = None, should_stop=None):
@@ -104,6 +119,10 @@ class Search:
         self.val_users = users
         self.val = build_slotted(flatten(val, users), backbone, ds, cfg)
         train = split_examples(ds, cfg.task, "train", max_history=max_hist)
+        if cfg.gradient_rows == "latest":
+            # rows are in time order within a user: the last one has the longest history, like
+            # the validation row that follows it
+            train = {u: rows[-1:] for u, rows in train.items()}
         self.train = build_slotted(flatten(train), backbone, ds, cfg)
         self.scorer = Scorer(backbone, self.val, cfg, ds.n_items)
         self.allowed_task = allowed_vocabulary(self.tok, cfg.exclude_numbers_task)
@@ -234,7 +253,9 @@ class Search:
         grad, _, _ = slot_gradients(self.backbone, self.train, rows, state.task_tokens, table,
                                     cfg.batch_size, should_stop=self.should_stop)
         current = torch.tensor([state.task_tokens[pos]])
-        cands = top_candidates(grad[pos: pos + 1], self.backbone.token_embeddings.detach(), self.allowed_task,
+        allowed = self.allowed_task.clone()
+        allowed[[t for p, t in state.rejected if p == pos]] = False
+        cands = top_candidates(grad[pos: pos + 1], self.backbone.token_embeddings.detach(), allowed,
                                cfg.candidates, current)[0].tolist()
         trials = []
         for token in cands:
@@ -251,7 +272,7 @@ class Search:
             if scores is not None and (best_scores is None or scores.mean() > best_scores.mean()):
                 best_token, best_scores = token, scores
         old = state.task_tokens[pos]
-        accepted = best_scores is not None and float(best_scores.mean()) > state.score
+        accepted = best_scores is not None and clear_gain(best_scores, self._val_scores, cfg.accept_z)
         self.emit(Event("swap", r, {
             "position": pos, "old": self.tok.piece(old), "new": self.tok.piece(best_token),
             "old_id": old, "new_id": best_token, "old_score": state.score,
@@ -265,6 +286,7 @@ class Search:
             state.task_converged = False
             state.users_converged = False
         else:
+            state.rejected += [[pos, t] for t in cands]
             state.untried = [p for p in state.untried if p != pos]
             if not state.untried:
                 # Every position failed in a row (the paper's convergence). With sampled
@@ -321,6 +343,7 @@ class Search:
 
     def _accept(self, state: SearchState, scores: np.ndarray, r: int) -> None:
         self._val_scores = scores
+        state.rejected = []  # judged against a prompt that is gone
         state.score = float(scores.mean())
         if state.score > state.best_score:
             state.best_score, state.best_round = state.score, r

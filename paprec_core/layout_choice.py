@@ -1,0 +1,123 @@
+"""Choosing a prompt's layout and length on validation (paper §5.1.5 and §5.4.1).
+
+The paper fixes the sentence structure before searching and picks among a few
+shapes by their validation score: suffix triggers with l = 5 or 6 for a
+non-personalized prompt (§5.1.5: a personalized prompt has 5 task tokens plus
+``[T_u]``, so 6 tokens is the fair comparison), and the trigger positions of its
+Table 12 (prefix only, prefix and suffix, suffix only). A choice is one search
+per shape, each an ordinary run in the store, all in one group
+``layout choice: <name>``; the chosen run is the one with the best validation
+score (each search's best prompt), and ties go to the paper's default shape.
+Every run is judged on the same validation users (the config's seed draws them),
+so their scores compare.
+
+What is stored is only the runs and their group: which one was chosen, and
+which is the paper's pure-suffix row reported beside it, are read back from
+the runs (:func:`read_choice`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+from .search.config import SearchConfig
+from .store import RunStore
+
+GROUP_PREFIX = "layout choice: "
+
+
+def shape_label(cfg: SearchConfig) -> str:
+    return f"{cfg.layout}, l = {cfg.trigger_length}"
+
+
+def layout_options(cfg: SearchConfig) -> list[SearchConfig]:
+    """The shapes a choice searches, the paper's default (suffix, ``cfg``'s l) first."""
+    out = [replace(cfg, layout="suffix")]
+    if not cfg.personalized:
+        # §5.1.5: a non-personalized prompt gets 5 or 6 task tokens; with l = 6 asked, 5 is the other
+        other = 6 if cfg.trigger_length != 6 else 5
+        out.append(replace(cfg, layout="suffix", trigger_length=other))
+    if cfg.trigger_length >= 2:  # one token on each side at least
+        out.append(replace(cfg, layout="prefix+suffix"))
+    out.append(replace(cfg, layout="prefix"))
+    return [c.validate() for c in out]
+
+
+@dataclass
+class LayoutChoice:
+    group: str
+    runs: dict[int, SearchConfig]      # run id -> its config, in the order searched
+    scores: dict[int, float | None]    # run id -> best validation score (None: no round finished)
+
+    @property
+    def chosen(self) -> int | None:
+        done = [(s, -i, rid) for i, (rid, s) in enumerate(self.scores.items()) if s is not None]
+        return max(done)[2] if done else None
+
+    @property
+    def paper_suffix(self) -> int | None:
+        """The paper's own row: suffix with the first option's length."""
+        return next(iter(self.runs), None)
+
+
+def start_choice(store: RunStore, cfg: SearchConfig, name: str | None = None) -> LayoutChoice:
+    """Record one queued run per shape in a new group; nothing is searched yet."""
+    runs: dict[int, SearchConfig] = {}
+    base = name or f"{cfg.task}{' personalized' if cfg.personalized else ''} seed {cfg.seed}"
+    taken = {r.get("group") for r in store.list_runs()}
+    n = 1
+    while f"{GROUP_PREFIX}{base} #{n}" in taken:
+        n += 1
+    group = f"{GROUP_PREFIX}{base} #{n}"
+    for option in layout_options(cfg):
+        runs[store.create_run(option, f"{base} ({shape_label(option)})", group)] = option
+    return LayoutChoice(group, runs, {rid: None for rid in runs})
+
+
+def read_choice(store: RunStore, group: str) -> LayoutChoice:
+    """A choice's runs and their validation scores, read back from the store."""
+    ids = sorted(r["id"] for r in store.list_runs() if r.get("group") == group)
+    runs = {rid: SearchConfig.from_dict(store.get_run(rid)["config"]) for rid in ids}
+    scores = {}
+    for rid in runs:
+        state = store.last_state(rid)
+        scores[rid] = None if state is None else float(state["best_score"])
+    return LayoutChoice(group, runs, scores)
+
+
+def choice_of_run(store: RunStore, run_id: int) -> LayoutChoice | None:
+    """The choice ``run_id`` belongs to, or None for a run searched on its own."""
+    group = store.get_run(run_id).get("group") or ""
+    return read_choice(store, group) if group.startswith(GROUP_PREFIX) else None
+
+
+def run_choice(store: RunStore, choice: LayoutChoice,
+               execute: Callable[[int], str]) -> LayoutChoice:
+    """Search every shape that has not finished (``execute(run_id)`` runs or resumes one and
+    returns its status), then read the scores back. Stops at the first run that does not
+    finish, so a stopped choice resumes where it was."""
+    for rid in choice.runs:
+        status = store.get_run(rid)["status"]
+        if status == "finished":
+            continue
+        if execute(rid) != "finished":
+            break
+    return read_choice(store, choice.group)
+
+
+PAPER_SUFFIX_ROW = "PAP-REC, paper's suffix layout"
+
+
+def paper_suffix_row(store: RunStore, run_id: int) -> dict[str, dict]:
+    """The ``extra`` row for :func:`~paprec_core.compare.compare_prompts` that puts the pure-suffix
+    run of ``run_id``'s choice beside it; empty when ``run_id`` is that run or in no choice."""
+    choice = choice_of_run(store, run_id)
+    if choice is None or choice.paper_suffix in (None, run_id):
+        return {}
+    state = store.last_state(choice.paper_suffix)
+    if state is None:
+        return {}
+    cfg = choice.runs[choice.paper_suffix]
+    return {PAPER_SUFFIX_ROW: {"task_tokens": state["task_tokens"], "user_tokens": state.get("user_tokens"),
+                               "config": {"layout": cfg.layout, "trigger_length": cfg.trigger_length}}}
