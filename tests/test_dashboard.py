@@ -226,6 +226,39 @@ def test_compare_page_shows_the_results_table(store_env):
     assert [c.value for c in at.code][:2] == [r["text"] for r in store.results(ids["personal"])["rows"]][:2]
 
 
+def test_compare_page_opens_with_a_verdict_and_p_values_against_seen(store_env):
+    from paprec_core.compare import p_value, verdicts
+
+    store, ids = store_env
+    results = store.results(ids["personal"])
+    at = app("compare", ids["personal"])
+    shown = [m.value for m in at.markdown]
+    lines = [m for m in shown if "vs Seen manual (2-3):" in m]
+    want = verdicts(results)
+    assert len(lines) == len(want) == len(results["rows"]) - 1
+    for line, v in zip(lines, want):
+        assert f"[{v['verdict']}]" in line and f"**{v['name']}**" in line and "(p = " in line
+    table = next(m for m in shown if m.startswith("| p against Seen manual (2-3) |"))
+    p = p_value(results, "HR@5", "Seen manual (2-3)", "PAP-REC personalized")
+    hr5 = next(row for row in table.splitlines() if row.startswith("| HR@5 |"))
+    from dashboard.lib.views import fmt_p
+
+    assert fmt_p(p) in hr5
+
+
+def test_launch_page_tests_a_finished_run_in_one_click(empty_env, make_config):
+    store = RunStore(empty_env / "runs.sqlite")
+    rid = store.create_run(make_config(personalized=False, max_rounds=2))
+    assert execute_run(store, rid) == "finished"
+    at = app("launch", rid)
+    assert store.results(rid) is None
+    at.button(key=f"verdict_{rid}").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert store.results(rid) is not None
+    assert any("**PAP-REC** vs Seen manual (2-3):" in m.value for m in at.markdown)
+
+
 def test_compare_page_computes_missing_results(store_env):
     store, ids = store_env
     rid = ids["plain"]

@@ -134,13 +134,14 @@ def compute_results(run: dict, repetitions: int = 5, progress=None) -> dict:
     """Test the run's learned prompt against the manual ones (``compare_prompts``) and save the
     results in the store. PapRecError when the run has no completed round."""
     from paprec_core.compare import compare_prompts
+    from paprec_core.layout_choice import paper_suffix_row
 
     state = store().last_state(run["id"])
     if state is None:
         raise PapRecError(f"run {run['id']} has no completed round: there is no learned prompt to test")
     cfg = run["config"]
     results = compare_prompts(backbone(cfg["backbone"]), dataset_of(cfg), cfg, state, repetitions=repetitions,
-                              progress=progress)
+                              extra=paper_suffix_row(store(), run["id"]), progress=progress)
     store().save_results(run["id"], results)
     return results
 

@@ -398,6 +398,55 @@ def results_markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
+def preset_help(presets: dict) -> str:
+    """What each search preset sets, read from the presets themselves (never a stale copy)."""
+    def one(name: str, p: dict) -> str:
+        train = p.get("train_examples") or "all"
+        val = p.get("val_users") or "all"
+        return (f"{name}: up to {p['max_epochs']} epochs, {train} training examples per gradient, "
+                f"{val} validation users")
+    return "; ".join(one(n, p) for n, p in presets.items()) + "."
+
+
+_VERDICT_BADGE = {"better": ":green-badge[better]", "level": ":gray-badge[level]", "worse": ":red-badge[worse]"}
+
+
+def verdict_markdown(results: dict) -> list[str]:
+    """One line per prompt against the Seen prompt: a badge, then each metric's change and p."""
+    from paprec_core.compare import verdicts
+
+    lines = []
+    for v in verdicts(results):
+        parts = [f"{c['metric']} {c['relative']:+.1%} (p = {fmt_p(c['p'])})" if c["relative"] is not None
+                 else f"{c['metric']} {c['change']:+.4f} (p = {fmt_p(c['p'])})" for c in v["metrics"]]
+        lines.append(f"{_VERDICT_BADGE[v['verdict']]} **{_md(v['name'])}** vs {_md(v['reference'])}: "
+                     + " · ".join(parts))
+    return lines
+
+
+def fmt_p(p: float | None) -> str:
+    if p is None:
+        return "n/a"
+    return f"{p:.2g}" if p >= 1e-4 else f"{p:.0e}"
+
+
+def p_value_markdown(results: dict) -> str:
+    """A table of p (paired t-test) of every prompt against the Seen prompt, per metric."""
+    from paprec_core.compare import p_value
+
+    names = [r["name"] for r in results["rows"]]
+    seen = next((n for n in names if n.startswith("Seen manual")), None)
+    if seen is None:
+        return ""
+    others = [n for n in names if n != seen]
+    metrics = list(results["rows"][0]["metrics"])
+    lines = ["| p against " + _md(seen) + " | " + " | ".join(_md(n) for n in others) + " |",
+             "|---|" + "---:|" * len(others)]
+    for m in metrics:
+        lines.append(f"| {m} | " + " | ".join(fmt_p(p_value(results, m, n, seen)) for n in others) + " |")
+    return "\n".join(lines)
+
+
 def results_long(results: dict) -> pd.DataFrame:
     """Long format (prompt, metric, value) for a grouped bar chart."""
     rows = [{"prompt": r["name"], "metric": m, "value": v}

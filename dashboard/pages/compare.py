@@ -24,6 +24,10 @@ def show(results: dict, run: dict) -> None:
     import plotly.express as px
 
     rows = results["rows"]
+    st.markdown("**Verdict against the Seen prompt** (test split, paired t-test, p < "
+                f"{results.get('alpha', 0.05)})")
+    for line in views.verdict_markdown(results):
+        st.markdown(line)
     st.markdown("**Prompts**")
     cols = st.columns(len(rows))
     for col, r in zip(cols, rows):
@@ -36,6 +40,7 @@ def show(results: dict, run: dict) -> None:
     st.caption(f"Bold: the best prompt of a row; \\*: significantly better than every other prompt "
                f"(paired t-test, p < {results.get('alpha', 0.05)}). "
                + ("BLEU and ROUGE in percent." if results.get("task") == "explanation" else ""))
+    st.markdown(views.p_value_markdown(results))
     long = views.results_long(results)
     fig = px.bar(long, x="metric", y="value", color="prompt", barmode="group", title="Test metrics per prompt",
                  labels={"value": "value", "metric": "metric", "prompt": "prompt"})

@@ -29,7 +29,8 @@ def launch_form() -> None:
         st.caption("P5 checkpoint: its `spiece.model` must be in the same folder.")
     task = st.selectbox("Task", TASKS, key="f_task")
     if task == "explanation":
-        st.caption("Explanation data is read from `exp_splits.pkl`, a pickle: only use folders you trust.")
+        st.caption("Explanation data is read from `exp_splits.pkl`, a pickle, which runs code from the file: "
+                   "tick **Read exp_splits.pkl** in the sidebar only for folders you trust.")
     personalized = st.toggle("Personalized prompt (one token per user)", key="f_personalized")
     c1, c2 = st.columns(2)
     length = c1.number_input("Trigger length l", min_value=0, max_value=20, value=5, step=1, key="f_l")
@@ -40,8 +41,7 @@ def launch_form() -> None:
                              help="surrogate: HR@5 + α·NDCG@5 (BLEU-4 + α·ROUGE-L for explanation); "
                                   "loss: the target's NLL; full: HR@10 + α·NDCG@10 from a beam of 20.")
     preset = st.radio("Preset", list(PRESETS), horizontal=True, key="f_preset",
-                      help="quick: 6 epochs, 256 training examples per gradient, 400 validation users; "
-                           "full: the paper's setting (50 epochs, all data).")
+                      help=views.preset_help(PRESETS))
     p = PRESETS[preset]
     c3, c4 = st.columns(2)
     max_epochs = c3.number_input("Max epochs", min_value=0, value=None, step=1, key="f_epochs",
@@ -190,14 +190,31 @@ def live_view(run_id: int) -> None:
         end = next((e for e in reversed(events) if e["kind"] == "run_end"), None)
         if end:
             st.success(f"Ended ({end['data'].get('status')}) after {end['round']} rounds: best validation "
-                       f"score {views.fmt_score(end['data'].get('best_score'))}. Test results: **Compare** page; "
-                       "per-user tokens: **Users** page.", icon=":material/flag:")
+                       f"score {views.fmt_score(end['data'].get('best_score'))}. Full test tables: **Compare** "
+                       "page; per-user tokens: **Users** page.", icon=":material/flag:")
+            test_verdict(run)
 
     seen = st.session_state.setdefault("_watch_status", {})
     before = seen.get(run_id)
     seen[run_id] = status
     if before in views.ACTIVE and status not in views.ACTIVE:
         st.rerun()  # the whole page: stop refreshing (or pick another run if this one was deleted)
+
+
+def test_verdict(run: dict) -> None:
+    """The finished run's test verdict against the Seen prompt, or one click to compute it."""
+    results = ui.store().results(run["id"])
+    st.markdown("**Test verdict** (test split, beam 20, paired t-test against the Seen prompt)")
+    if results is None:
+        if st.button("Test against the manual prompts", icon=":material/calculate:", key=f"verdict_{run['id']}",
+                     help="Evaluates the Seen and Unseen manual prompts and this run's prompt on the test "
+                          "split (the Compare page shows the full tables)."):
+            with st.spinner("Evaluating the prompts on the test split…"):
+                ui.compute_results(run)
+            st.rerun()
+        return
+    for line in views.verdict_markdown(results):
+        st.markdown(line)
 
 
 def watch_panel() -> None:
