@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--items-as-text", action="store_true",
                    help="P5's own item ids as text pieces instead of one token per item")
     s.add_argument("--spiece", help="use this SentencePiece model instead of training one")
-    from .pretrain import USER_TOKEN_MODES, PretrainConfig as C
+    from .pretrain_config import USER_TOKEN_MODES, PretrainConfig as C
     d = C()
     for flag, name, typ in [("vocab-size", "vocab_size", int), ("d-model", "d_model", int),
                             ("layers", "num_layers", int), ("heads", "num_heads", int), ("d-ff", "d_ff", int),
@@ -168,6 +168,7 @@ def build_parser() -> argparse.ArgumentParser:
                             ("embedding-lr", "embedding_lr", float), ("matching-per-user", "matching_per_user", int),
                             ("user-gap", "user_gap", int), ("popular-negatives", "popular_negatives", float),
                             ("sequential-user-noise", "sequential_user_noise", float),
+                            ("trigger-noise", "trigger_noise", float),
                             ("word-offset-max", "word_offset_max", int)]:
         s.add_argument("--" + flag, dest=name, type=typ, default=getattr(d, name))
     s.add_argument("--entity-init", default=d.entity_init, choices=["random", "cooccurrence"],

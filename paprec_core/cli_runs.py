@@ -73,10 +73,10 @@ def config_from_args(args) -> SearchConfig:
 
 
 def cmd_search(args) -> None:
+    cfg = config_from_args(args)  # bad values are refused before torch is loaded
     from .runner import load_inputs
     from .search.loop import check_compatible
 
-    cfg = config_from_args(args)
     ds, backbone = load_inputs(cfg, args.trust_pickle)
     check_compatible(cfg, backbone, ds)  # refuse before anything is stored
     store = _open_store(args)
@@ -261,7 +261,7 @@ def _tokenizer(backbone_path: str):
 
 
 def cmd_show(args) -> None:
-    from .search.slots import prompt_text
+    from .search.layout import prompt_text
 
     store = _open_store(args)
     try:

@@ -65,65 +65,11 @@ from .backbone import Backbone, pick_device
 from .data import Example, P5Dataset, split_examples, training_history
 from .errors import CheckpointError, ConfigError
 from .evaluate import flatten, evaluate_manual
-from .prompts import MANUAL_PROMPTS, TRAINING_PROMPTS, render, target_text
-from .tokenizer import MAX_WORDS, Tokenizer, TokenizerSpec, train_tokenizer
+from .pretrain_config import USER_TOKEN_MODES, PretrainConfig  # noqa: F401 - re-exported
+from .prompts import MANUAL_PROMPTS, TASK_ARGS, TRAINING_PROMPTS, render, target_text
+from .tokenizer import EOS_ID, MAX_WORDS, Tokenizer, TokenizerSpec, train_tokenizer
 
 STATE_FILE = "train_state.pt"
-USER_TOKEN_MODES = ("trained", "fixed", "item_mean")
-
-
-@dataclass
-class PretrainConfig:
-    tasks: list[str] = field(default_factory=lambda: ["sequential", "matching", "explanation"])
-    entity_tokens: bool = True
-    vocab_size: int = 1000
-    d_model: int = 64
-    num_layers: int = 2
-    num_heads: int = 4
-    d_ff: int = 256
-    dropout: float = 0.0
-    epochs: int = 30
-    batch_size: int = 64
-    lr: float = 1e-3
-    embedding_lr: float = 1e-2
-    entity_init_std: float = 0.1
-    entity_init: str = "cooccurrence"  # or "random": see entity_init.py
-    user_tokens: str = "trained"       # or "fixed", "item_mean": see UserRows
-    user_gap: int = 1                  # item_mean: items this close to the target are left out
-    shared_user_vector: bool = False   # one learned vector added to every user token: see UserRows
-    warmup_steps: int = 200
-    weight_decay: float = 0.01
-    matching_per_user: int = 4
-    matching_negatives: int = 19
-    popular_negatives: float = 0.0     # share of matching negatives drawn by popularity
-    sequential_user_noise: float = 0.0  # share of sequential examples shown another user's token
-    explanations_per_user: int = 2
-    max_history: int = 5
-    word_offset_max: int = 8
-    seed: int = 0
-    save_every: int = 500
-    val_users: int = 500
-    threads: int = 0
-
-    def __post_init__(self):
-        if self.user_tokens not in USER_TOKEN_MODES:
-            raise ConfigError("user_tokens", f"{self.user_tokens!r} is not one of {', '.join(USER_TOKEN_MODES)}")
-        for name in ("popular_negatives", "sequential_user_noise"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ConfigError(name, f"{getattr(self, name)!r} is a share: give a number from 0 to 1")
-        if self.user_tokens != "trained" and not self.entity_tokens:
-            raise ConfigError("user_tokens", f"{self.user_tokens!r} needs one token per user; with items and "
-                                             "users as text pieces only 'trained' applies")
-        if self.shared_user_vector and not self.entity_tokens:
-            raise ConfigError("shared_user_vector", "needs one token per user; with items and users as text "
-                                                    "pieces there is no user token to add it to")
-        if self.word_offset_max < 0:
-            raise ConfigError("word_offset_max", f"{self.word_offset_max!r}: give 0 (words where the prompt puts "
-                                                 "them) or more")
-        if self.user_gap < 0:
-            raise ConfigError("user_gap", f"{self.user_gap!r}: give 0 (leave out only the target) or more")
-
-
 def data_fingerprint(ds: P5Dataset) -> str:
     h = hashlib.sha256()
     for u in sorted(ds.sequences):
@@ -193,11 +139,44 @@ def epoch_examples(ds: P5Dataset, tok: Tokenizer, cfg: PretrainConfig, epoch: in
             examples = flatten(split_examples(ds, task, "train", max_history=cfg.max_history))
             if cfg.sequential_user_noise:
                 examples = _with_user_noise(examples, sorted(ds.sequences), cfg.sequential_user_noise, rng)
+        pool = trigger_pool(tok) if cfg.trigger_noise and task != "explanation" else None
         for ex in examples:
+            target = tok.encode(target_text(ex, tok))
+            if pool and rng.random() < cfg.trigger_noise:
+                pairs.append((_random_trigger_prompt(ex, task, tok, ds, pool, rng), target))
+                continue
             text = render(rng.choice(prompts), ex, tok, ds.item_label)
-            pairs.append((tok.encode(text), tok.encode(target_text(ex, tok))))
+            pairs.append((tok.encode(text), target))
     rng.shuffle(pairs)
     return pairs
+
+
+TRIGGER_NOISE_LENGTHS = (1, 6)  # the search's prompts: l = 5 or 6 by default, 1-7 in the ablations
+
+
+def trigger_pool(tok: Tokenizer) -> list[int]:
+    """The pieces a search may use as triggers (no number pieces: they name items)."""
+    from .search.candidates import allowed_vocabulary
+
+    return np.flatnonzero(allowed_vocabulary(tok, exclude_numbers=True).numpy()).tolist()
+
+
+def _random_trigger_prompt(ex: Example, task: str, tok: Tokenizer, ds: P5Dataset, pool: list[int],
+                           rng: random.Random) -> list[int]:
+    """The task argument with random whole-word pieces before and/or after it: the shape of a
+    prompt the trigger search writes (search/slots.py), with words drawn as the search's random
+    start draws them.
+
+    A backbone trained only on sentences reads a prompt of stray words as noise: from the first
+    round the search then only climbs back towards its training phrasings and ends below the
+    Seen prompt (issue: demo, 97 % of Seen). A pretrained T5, which P5 starts from, has read
+    everything; this gives a from-scratch backbone a little of that.
+    """
+    n = rng.randint(*TRIGGER_NOISE_LENGTHS)
+    n_before = rng.choice((0, n // 2, n))  # suffix, prefix+suffix, prefix
+    words = [rng.choice(pool) for _ in range(n)]
+    arg = tok.encode(render(TASK_ARGS[task], ex, tok, ds.item_label), eos=False)
+    return words[:n_before] + arg + words[n_before:] + [EOS_ID]
 
 
 def _with_user_noise(examples: list[Example], users: list[int], share: float,

@@ -608,7 +608,7 @@ class Study:
 
     def _ablation_test(self, step: Step, e: dict) -> None:
         from .compare import backbone_max_history, learned_prompt_metrics, runs_needed, summarize
-        from .search.slots import prompt_text
+        from .search.layout import prompt_text
 
         (dep,) = step.deps
         rid = self.run_id_of(dep)

@@ -100,7 +100,7 @@ def run_duration(run: dict, now: float | None = None) -> float | None:
 def layout_sequence(cfg: dict) -> list[str]:
     """The prompt's parts in order (``arg``, ``task`` per trigger, ``user``), by the engine's own layout rule."""
     from paprec_core.search.config import SearchConfig
-    from paprec_core.search.slots import TASK as T, USER as U, layout_tokens
+    from paprec_core.search.layout import TASK as T, USER as U, layout_tokens
 
     c = SearchConfig.from_dict(cfg)
     return [TASK if t == T else USER if t == U else ARG for t in layout_tokens(c, [-3])]

@@ -20,9 +20,7 @@ from ..data import Example, P5Dataset
 from ..prompts import TASK_ARGS, render, target_text
 from ..tokenizer import EOS_ID, PAD_ID, Tokenizer
 from .config import SearchConfig
-
-TASK, USER = -1, -2  # placeholders written into the slots before they are filled
-
+from .layout import TASK, USER, layout_tokens, prompt_text  # noqa: F401 - re-exported
 
 def default_user_token(tok: Tokenizer) -> int:
     """The token ``?`` that users start with (and keep when they have no data)."""
@@ -32,19 +30,6 @@ def default_user_token(tok: Tokenizer) -> int:
         except KeyError:
             continue
     return tok.encode("?", eos=False)[0]
-
-
-def layout_tokens(cfg: SearchConfig, arg_ids: list[int]) -> list[int]:
-    """The sequence of a prompt with TASK/USER placeholders around the task argument."""
-    n = cfg.trigger_length
-    n_prefix = {"suffix": 0, "prefix": n, "prefix+suffix": n // 2}[cfg.layout]
-    prefix, suffix = [TASK] * n_prefix, [TASK] * (n - n_prefix)
-    user = [USER] if cfg.personalized else []
-    if cfg.user_position == "before":
-        return user + prefix + arg_ids + suffix
-    if cfg.user_position == "between":
-        return prefix + arg_ids + user + suffix
-    return prefix + arg_ids + suffix + user
 
 
 @dataclass
@@ -124,19 +109,3 @@ def build_slotted(examples: list[Example], backbone: Backbone, ds: P5Dataset, cf
                       torch.tensor([len(r) for r in rows]), torch.from_numpy(task_pos),
                       torch.from_numpy(user_pos), torch.tensor([ex.user for ex in examples]),
                       users, torch.from_numpy(labels))
-
-
-def prompt_text(cfg: SearchConfig, tok: Tokenizer, task_tokens, user_token: int | None = None) -> str:
-    """The prompt as a reader sees it: ``{task arg}`` plus the trigger pieces, in layout order."""
-    arg_marker = -3
-    seq = layout_tokens(cfg, [arg_marker])
-    tokens = iter(task_tokens)
-    out = []
-    for t in seq:
-        if t == arg_marker:
-            out.append("{task arg}")
-        elif t == TASK:
-            out.append(f"[{tok.piece(int(next(tokens)))}]")
-        else:
-            out.append(f"[{tok.piece(int(user_token)) if user_token is not None else 'T_u'}]")
-    return " ".join(out)
