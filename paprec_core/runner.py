@@ -149,15 +149,21 @@ def execute_run(store: RunStore, run_id: int, should_stop=None, resume: bool = F
             raise PapRecError(f"run {run_id} has already started ({run['status']}); resume it instead")
     try:
         cfg = SearchConfig.from_dict(run["config"]).validate()
-        ds, backbone = load_inputs(cfg, trust_pickle)
         state = None
         if resume:
             d = store.rollback_to_last_round(run_id)
             state = SearchState.from_dict(d) if d is not None else None
-        search = Search(cfg, backbone, ds, listener=fan_out(store.listener(run_id), listener),
-                        should_stop=should_stop)
-        if state is not None:
-            store.set_status(run_id, "running")  # a resumed run emits no run_start
+        record = fan_out(store.listener(run_id), listener)
+        # 'running' from the moment a worker has it: loading and scoring the start prompt take
+        # seconds, and a run that reads 'queued' meanwhile looks stuck behind other runs
+        store.set_status(run_id, "running")
+        phase = _phases(record, state.round if state is not None else 0)
+        phase("loading the dataset and the backbone")
+        ds, backbone = load_inputs(cfg, trust_pickle)
+        phase("building the training and validation examples")
+        search = Search(cfg, backbone, ds, listener=record, should_stop=should_stop)
+        phase("scoring the manual prompts and the start prompt" if state is None
+              else "scoring the prompt of the last completed round")
         search.run(state)
     except KeyboardInterrupt:
         _mark(store, run_id, "stopped")
@@ -175,6 +181,17 @@ def execute_run(store: RunStore, run_id: int, should_stop=None, resume: bool = F
         _mark(store, run_id, "finished")
         status = "finished"
     return status
+
+
+def _phases(record: Listener, round_: int):
+    """``phase(text)`` records what a starting run is doing (a ``phase`` event) so that the
+    dashboard can say it; the search's own events follow."""
+    from .search.events import Event
+
+    def phase(text: str) -> None:
+        record(Event("phase", round_, {"phase": text}))
+
+    return phase
 
 
 def _mark(store: RunStore, run_id: int, status: str, error: str | None = None) -> None:

@@ -178,6 +178,21 @@ def test_launch_page_shows_a_finished_run(store_env):
     assert not at.error
 
 
+def test_watch_follows_the_session_s_selection_every_time_not_only_the_first(store_env):
+    """Start selects the new run; the watch box must show it although it already showed another
+    (a select box keeps its own value across reruns)."""
+    store, ids = store_env
+    at = app("launch", ids["plain"])
+    assert at.selectbox(key="w_pick").value == ids["plain"]
+    for rid in (ids["personal"], ids["plain"], ids["personal"]):
+        at.session_state[ui.SELECTED] = rid  # what Start does with the new run's id
+        at.run()
+        assert not at.exception
+        assert at.selectbox(key="w_pick").value == rid
+    at.selectbox(key="w_pick").set_value(ids["plain"]).run()  # and a pick in the box is the selection
+    assert at.session_state[ui.SELECTED] == ids["plain"] and at.selectbox(key="w_pick").value == ids["plain"]
+
+
 def test_launch_page_shows_the_error_of_a_failed_run(store_env):
     store, ids = store_env
     at = app("launch", ids["failed"])

@@ -84,6 +84,38 @@ def test_progress_estimate_and_text():
     assert views.progress_text(views.progress({"status": "queued"}, cfg, 0, None), "queued").startswith("Queued")
 
 
+def test_time_left_is_the_pace_of_finished_rounds_and_does_not_grow_within_a_round():
+    cfg = SearchConfig(trigger_length=5, max_epochs=4).to_dict()  # 20 rounds
+    run = {"status": "running"}
+    # 10 rounds of 3 s after a 40 s start: 30 s left at that pace, not 70 s x 10 / 10
+    early = views.progress(run, cfg, 10, 70.0, per_round=3.0, since_last=0.0)
+    later = views.progress(run, cfg, 10, 72.0, per_round=3.0, since_last=2.0)
+    assert early["left"] == pytest.approx(30.0) and later["left"] == pytest.approx(28.0)
+    assert views.progress(run, cfg, 10, 200.0, per_round=3.0, since_last=90.0)["left"] == 0.0
+
+
+def test_round_times_and_clock_skip_the_time_a_run_stood_stopped():
+    def end(seq, r, t, clock):
+        return ev(seq, "round_end", r, t, state={"score": 0.1, "elapsed_s": clock})
+
+    events = [ev(1, "run_start", 0, 100.0), ev(2, "validation", 0, 110.0, score=0.1),
+              end(3, 1, 115.0, 15.0), end(4, 2, 120.0, 20.0),
+              end(5, 3, 1125.0, 25.0)]  # stopped after round 2, resumed 1000 s later
+    assert views.round_seconds(events) == [5.0, 5.0, 5.0]
+    assert views.seconds_per_round(events) == pytest.approx(5.0)
+    running = {"status": "running", "started_at": 100.0}
+    assert views.search_clock(running, events, now=1127.0) == (pytest.approx(27.0), pytest.approx(2.0))
+    assert views.search_clock({"status": "finished", "elapsed_s": 25.0}, events, now=5000.0) == (25.0, 0.0)
+
+
+def test_starting_phase_until_the_search_reports():
+    phase = [ev(1, "phase", 0, 1.0, phase="loading the dataset and the backbone")]
+    assert views.starting_phase(phase) == "Loading the dataset and the backbone…"
+    assert views.starting_phase(phase + [ev(2, "run_start", 0, 2.0)]) is not None
+    assert views.starting_phase(phase + [ev(2, "run_start", 0, 2.0), ev(3, "validation", 0, 3.0)]) is None
+    assert views.starting_phase([]) is None
+
+
 def test_preferred_run_skips_failed_runs():
     runs = [{"id": 3, "status": "failed"}, {"id": 2, "status": "finished"}, {"id": 1, "status": "running"}]
     assert views.preferred_run(runs) == 1

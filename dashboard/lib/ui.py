@@ -19,6 +19,7 @@ log = logging.getLogger("paprec.dashboard")
 SELECTED = "run_id"  # st.session_state key of the run the pages look at
 TRUST_PICKLE = "trust_pickle"  # st.session_state key of the sidebar's opt-in to unpickling exp_splits.pkl
 TRUST_PICKLE_LABEL = "Read exp_splits.pkl (runs code from the file)"
+MAX_PARALLEL = 2  # runs the server executes at once; more wait queued
 
 
 # --------------------------------------------------------------------------- store and runner
@@ -41,7 +42,7 @@ def _store(path: str):
 def _runner(path: str):
     from paprec_core.runner import Runner
 
-    return Runner(_store(path), max_parallel=2)
+    return Runner(_store(path), max_parallel=MAX_PARALLEL)
 
 
 def store():
@@ -184,7 +185,13 @@ def select_run(run_id: int | None) -> None:
 
 def run_picker(runs: list[dict], label: str = "Run", key: str = "run_pick", default: int | None = None,
                help: str | None = None) -> int | None:
-    """A select box of runs that follows (and sets) the selected run of the session."""
+    """A select box of runs that follows (and sets) the selected run of the session.
+
+    The session's selection is written into the widget's state before it is drawn: a select box
+    keeps its own value across reruns and ignores ``index``, so a run selected elsewhere (a run
+    just started, one opened on Runs) would otherwise not be shown. A pick in the box becomes the
+    selection in its callback, which runs before the page does.
+    """
     if not runs:
         return None
     ids = [r["id"] for r in runs]
@@ -192,11 +199,13 @@ def run_picker(runs: list[dict], label: str = "Run", key: str = "run_pick", defa
     want = default if default in ids else selected_run()
     if want not in ids:
         want = views.preferred_run(runs)
-    index = ids.index(want) if want in ids else 0
-    chosen = st.selectbox(label, ids, index=index, format_func=labels.get, key=key, help=help)
-    if chosen != selected_run():
-        select_run(chosen)
-    return chosen
+    if st.session_state.get(key) != want:
+        st.session_state[key] = want
+    return st.selectbox(label, ids, format_func=labels.get, key=key, help=help, on_change=_picked, args=(key,))
+
+
+def _picked(key: str) -> None:
+    select_run(st.session_state[key])
 
 
 def effective_status(run: dict) -> str:

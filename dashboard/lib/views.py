@@ -183,17 +183,23 @@ def round_budget(cfg: dict) -> int:
     return max(n, 1)
 
 
-def progress(run: dict, cfg: dict, rounds: int, elapsed: float | None) -> dict:
+def progress(run: dict, cfg: dict, rounds: int, elapsed: float | None, per_round: float | None = None,
+             since_last: float = 0.0) -> dict:
     """Fraction done, rounds, epochs, elapsed and an estimate of the time left.
 
-    The estimate extrapolates the mean time per round to the round budget (and
-    never beyond the time budget); a run may stop earlier when it converges.
+    With ``per_round`` (the mean time of the completed rounds, :func:`seconds_per_round`) the
+    estimate is the rounds still allowed at that pace less the time the round under way has
+    already taken (``since_last``), so it does not grow between round ends and drop at each
+    one; without it, the elapsed time spread over the rounds done. Never beyond the time
+    budget; a run may stop earlier when it converges.
     """
     budget = round_budget(cfg)
     rpe = rounds_per_epoch(cfg)
     frac = rounds / budget
     left = None
-    if rounds > 0 and elapsed:
+    if per_round is not None and rounds > 0:
+        left = max(per_round * max(budget - rounds, 0) - max(since_last, 0.0), 0.0)
+    elif rounds > 0 and elapsed:
         left = elapsed / rounds * max(budget - rounds, 0)
     tb = cfg.get("time_budget_s")
     if tb:
@@ -206,6 +212,21 @@ def progress(run: dict, cfg: dict, rounds: int, elapsed: float | None) -> dict:
             frac = 1.0
     return {"fraction": min(max(frac, 0.0), 1.0), "rounds": rounds, "budget": budget,
             "epoch": rounds // rpe, "epochs": int(cfg.get("max_epochs", 50)), "elapsed": elapsed, "left": left}
+
+
+def search_clock(run: dict, events: list[dict], now: float | None = None) -> tuple[float | None, float]:
+    """(seconds the search has run, seconds since its last completed round) on the search's own
+    clock: the time a run spent stopped before a resume is not counted (the wall time since
+    ``started_at`` would count it)."""
+    now = time.time() if now is None else now
+    last = next((e for e in reversed(events) if e["kind"] == "round_end"), None)
+    clock = (last or {}).get("data", {}).get("state", {}).get("elapsed_s") if last else None
+    if run.get("status") != "running":
+        return run_duration(run, now), 0.0
+    if last is None or clock is None:
+        return run_duration(run, now), 0.0
+    since = max(now - last["time"], 0.0)
+    return float(clock) + since, since
 
 
 def progress_text(p: dict, status: str) -> str:
@@ -280,15 +301,47 @@ def run_device(events: list[dict]) -> str | None:
     return None
 
 
+def round_seconds(events: list[dict]) -> list[float]:
+    """Wall time of each completed round.
+
+    The first round is timed from the start prompt's validation; later ones by the search's own
+    clock (``elapsed_s`` of each round's state), which does not run while a run is stopped, so
+    the round that spans a resume is not counted with the time the run stood still.
+    """
+    out: list[float] = []
+    prev_time = next((e["time"] for e in events if e["kind"] == "validation" and e["round"] == 0), None)
+    prev_clock = None
+    for e in events:
+        if e["kind"] != "round_end":
+            continue
+        clock = e["data"].get("state", {}).get("elapsed_s")
+        if clock is not None and prev_clock is not None:
+            out.append(max(float(clock) - prev_clock, 0.0))
+        elif prev_time is not None and (clock is None or not out):
+            out.append(max(e["time"] - prev_time, 0.0))
+        prev_time, prev_clock = e["time"], (None if clock is None else float(clock))
+    return out
+
+
 def seconds_per_round(events: list[dict]) -> float | None:
-    """Mean wall time of a round: from ``run_start`` (or the first validation) to the last ``round_end``."""
-    start = next((e["time"] for e in events if e["kind"] == "run_start"), None)
-    ends = [e for e in events if e["kind"] == "round_end"]
-    if start is None or not ends:
+    """Mean wall time of a completed round (:func:`round_seconds`); None before the first."""
+    times = round_seconds(events)
+    return sum(times) / len(times) if times else None
+
+
+def starting_phase(events: list[dict]) -> str | None:
+    """What a starting run is doing (the runner's last ``phase`` event) until the search itself
+    reports (the start prompt's validation, or a round's end); None after that, or when nothing
+    was recorded."""
+    phase = None
+    for e in events:
+        if e["kind"] == "phase":
+            phase = e["data"].get("phase")
+        elif e["kind"] == "round_end" or (e["kind"] == "validation" and e["round"] == 0):
+            phase = None
+    if phase is None:
         return None
-    first_val = next((e["time"] for e in events if e["kind"] == "validation" and e["round"] == 0), start)
-    n = max(int(ends[-1]["round"]), 1)
-    return max(ends[-1]["time"] - first_val, 0.0) / n
+    return phase[:1].upper() + phase[1:] + "…"
 
 
 # --------------------------------------------------------------------------- users and tokens

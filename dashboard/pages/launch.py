@@ -8,7 +8,7 @@ from dashboard.lib import ui, views
 from dashboard.lib.paths import default_backbone, resolve, shown
 
 REFRESH_S = 2.0
-WATCH_KINDS = ["run_start", "swap", "user_update", "validation", "round_end", "run_end"]
+WATCH_KINDS = ["phase", "run_start", "swap", "user_update", "validation", "round_end", "run_end"]
 
 ui.header("Launch & watch", "Start a prompt search on a dataset and a frozen backbone, and follow it round by round.")
 ui.inject_css()
@@ -149,8 +149,8 @@ def live_view(run_id: int) -> None:
                        "last completed round.", icon=":material/warning:")
 
         rounds = int(run.get("rounds") or 0)
-        elapsed = views.run_duration(run)
-        prog = views.progress(run, cfg, rounds, elapsed)
+        elapsed, since_last = views.search_clock(run, events)
+        prog = views.progress(run, cfg, rounds, elapsed, views.seconds_per_round(events), since_last)
         st.progress(prog["fraction"], text=views.progress_text(prog, status))
 
         if active and st.button("Stop", icon=":material/stop:", key=f"stop_{run_id}"):
@@ -163,6 +163,9 @@ def live_view(run_id: int) -> None:
             st.rerun()
 
         pieces, last = views.current_prompt(events)
+        phase = views.starting_phase(events) if active else None
+        if phase:
+            st.info(phase, icon=":material/hourglass_empty:")
         if pieces:
             st.markdown("**Current prompt**")
             st.markdown(views.prompt_html(views.layout_sequence(cfg), pieces, cfg.get("task", ""), last),
@@ -170,9 +173,9 @@ def live_view(run_id: int) -> None:
             st.caption("Grey: the task argument, as the manual prompt writes it · numbered: trigger tokens "
                        "(highlighted: last swapped) · [T_u]: the user's own token.")
         elif status == "queued":
-            st.info("Waiting for a free worker…", icon=":material/hourglass_empty:")
-        elif status == "running":
-            st.info("Loading the data and the backbone…", icon=":material/hourglass_empty:")
+            st.info(f"Waiting for a free worker: {ui.MAX_PARALLEL} runs are under way.", icon=":material/hourglass_empty:")
+        elif status == "running" and not phase:
+            st.info("Starting…", icon=":material/hourglass_empty:")
 
         curve = views.score_curve(events)
         # the search scores the manual prompts on its own validation users when it starts
@@ -182,7 +185,8 @@ def live_view(run_id: int) -> None:
         log = views.swap_log(events)
         st.markdown("**Swaps**")
         if log.empty:
-            st.caption("No round decided yet.")
+            st.caption(f"Round {rounds + 1} under way: its swap appears here when it ends." if active and pieces
+                       else "No round decided yet.")
         else:
             st.caption(views.last_decision(events))
             st.dataframe(log, hide_index=True, height=260, width="stretch",
