@@ -239,6 +239,18 @@ def test_compare_page_shows_the_results_table(store_env):
     assert table.count("**") >= 2 * 5  # one bold best per metric row
     assert "| HR@5 |" in table and "| NDCG@10 |" in table
     assert [c.value for c in at.code][:2] == [r["text"] for r in store.results(ids["personal"])["rows"]][:2]
+    # the learned prompts as chips, like Launch shows them: no SentencePiece marks on screen
+    chips = [m.value for m in at.markdown if 'class="pp-prompt"' in m.value]
+    assert len(chips) == 2 and all("pp-tok" in c for c in chips)
+    assert not any("\u2581" in c.split('title="')[0] for c in chips)
+    assert not any("\u2581" in m.value for m in at.markdown if 'class="pp-prompt"' not in m.value)
+
+
+def test_compare_says_how_many_prompts_a_run_s_test_evaluates(store_env):
+    store, ids = store_env
+    at = app("compare", ids["plain"])  # non-personalized, no results yet
+    info = " ".join(i.value for i in at.info)
+    assert "evaluates three prompts (Seen manual, Unseen manual, learned)" in info, info
 
 
 def test_compare_page_opens_with_a_verdict_and_p_values_against_seen(store_env):
@@ -301,6 +313,12 @@ def test_runs_page_lists_compares_and_deletes_with_confirmation(store_env, make_
     assert not at.exception
     assert f"#{ids['personal']} vs #{ids['plain']}" in texts(at)
     assert "personalized" in set(at.dataframe[-1].value["field"])  # the settings that differ
+    assert any('class="pp-prompt"' in m.value for m in at.markdown) and ".pp-chip" in "".join(
+        m.value for m in at.markdown)  # the prompts as chips, their style on this page too
+    at.multiselect(key="r_chosen").set_value([ids["personal"]]).run()  # deselect one: the comparison goes
+    assert f"#{ids['personal']} vs #{ids['plain']}" not in texts(at)
+    at.multiselect(key="r_chosen").set_value([ids["personal"], ids["plain"]]).run()
+    assert f"#{ids['personal']} vs #{ids['plain']}" not in texts(at)  # and stays gone until asked again
     at.multiselect(key="r_chosen").set_value([doomed]).run()
     at.button(key="r_delete").click()
     at.run()

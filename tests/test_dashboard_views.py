@@ -116,6 +116,21 @@ def test_starting_phase_until_the_search_reports():
     assert views.starting_phase([]) is None
 
 
+def test_learned_prompt_text_as_chips_without_sentencepiece_marks():
+    out = views.prompt_text_html("{task arg} [\u2581recommend] [,] [T_u]  (3 users with their own token, others '?')",
+                                 "sequential")
+    assert out.count("pp-tok") == 2 and "pp-user" in out and "user_u : {history}" in out
+    assert ">recommend<" in out and ">,<" in out and "(3 users with their own token" in out
+    assert views.is_learned_text("{task arg} [\u2581a]") and not views.is_learned_text("user_{} : {}")
+    assert views.planned_prompts({"personalized": False}) == ["Seen manual", "Unseen manual", "learned"]
+    assert len(views.planned_prompts({"personalized": True}, ["paper shape"])) == 5
+
+
+def test_whole_tick_steps():
+    assert [views.whole_tick_step(n) for n in (None, 0, 3, 10, 11, 25, 60, 101, 1000)] == \
+        [1, 1, 1, 1, 2, 5, 10, 20, 100]
+
+
 def test_preferred_run_skips_failed_runs():
     runs = [{"id": 3, "status": "failed"}, {"id": 2, "status": "finished"}, {"id": 1, "status": "running"}]
     assert views.preferred_run(runs) == 1

@@ -237,8 +237,10 @@ def header(title: str, caption: str) -> None:
     st.caption(caption)
 
 
-def no_runs_hint() -> None:
-    st.info("No runs yet. Start one on **Launch & watch**.", icon=":material/info:")
+def no_runs_hint(here: bool = False) -> None:
+    """``here``: on Launch & watch itself, which has the form beside the hint."""
+    where = "with the form on the left" if here else "on **Launch & watch**"
+    st.info(f"No runs yet. Start one {where}.", icon=":material/info:")
 
 
 def runs_or_stop(store) -> list[dict]:
@@ -261,6 +263,12 @@ def inject_css() -> None:
 
 CHART_COLORS = ["#6366F1", "#F59E0B", "#14B8A6", "#EF4444", "#8B5CF6", "#22C55E", "#EC4899"]
 REF_COLOR = "rgba(128, 128, 128, 0.9)"
+
+
+def whole_number_axis(fig, last: float | None, axis: str = "x") -> None:
+    """Ticks on whole numbers only (rounds, epochs): plotly puts 0.5 steps on a short axis."""
+    update = fig.update_xaxes if axis == "x" else fig.update_yaxes
+    update(tickmode="linear", tick0=0, dtick=views.whole_tick_step(last), tickformat="d", rangemode="tozero")
 
 
 def style_fig(fig, height: int = 320):

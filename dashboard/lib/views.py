@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import time
 from collections import Counter
 from datetime import datetime
@@ -150,11 +151,62 @@ def prompt_html(sequence: list[str], pieces: list[str], task: str, highlight: in
     return f'<div class="pp-prompt">{" ".join(parts)}</div>'
 
 
+_BRACKETED = re.compile(r"\[([^\]]*)\]")
+
+
+def prompt_text_html(text: str, task: str) -> str:
+    """A learned prompt's text as the engine writes it (``{task arg} [▁a] [▁b] [T_u]``, perhaps
+    with a note after it) in the same chips as the live prompt, pieces without their ``▁``."""
+    head, _, note = text.partition("  (")
+    parts, pos = [], 0
+    for i, m in enumerate(_BRACKETED.finditer(head)):
+        if "{task arg}" in head[pos:m.start()]:
+            parts.append(f'<span class="pp-chip pp-arg">{html.escape(TASK_ARG_TEXT.get(task, "{task arg}"))}</span>')
+        piece = m.group(1)
+        if piece == "T_u":
+            parts.append('<span class="pp-chip pp-user" title="user token">[T_u]</span>')
+        else:
+            parts.append(f'<span class="pp-chip pp-tok" title="{html.escape(piece)}">'
+                         f'{html.escape(piece_text(piece))}</span>')
+        pos = m.end()
+    if "{task arg}" in head[pos:]:
+        parts.append(f'<span class="pp-chip pp-arg">{html.escape(TASK_ARG_TEXT.get(task, "{task arg}"))}</span>')
+    tail = f'<div class="pp-note">({html.escape(note)}</div>' if note else ""
+    return f'<div class="pp-prompt">{" ".join(parts)}</div>{tail}'
+
+
+def is_learned_text(text: str) -> bool:
+    """Whether a results row's text is a learned prompt (chips) rather than a manual template."""
+    return "{task arg}" in text
+
+
+def planned_prompts(cfg: dict, extra: list[str] = ()) -> list[str]:
+    """The prompts a comparison of this run evaluates, in order (as ``compare_prompts`` does)."""
+    learned = ["task tokens only", "personalized"] if cfg.get("personalized") else ["learned"]
+    return ["Seen manual", "Unseen manual", *learned, *extra]
+
+
+def count_words(n: int) -> str:
+    return {1: "one", 2: "two", 3: "three", 4: "four", 5: "five", 6: "six"}.get(n, str(n))
+
+
+def stats_html(items: list[tuple[str, object]]) -> str:
+    """Label/value pairs as a row of small cards that wrap onto a second line when the column is
+    narrow (a projector's 1280x720): ``st.metric`` cuts long labels and values short instead."""
+    cards = "".join(f'<div class="pp-stat"><div class="pp-stat-label">{html.escape(str(k))}</div>'
+                    f'<div class="pp-stat-value">{html.escape(str(v))}</div></div>' for k, v in items)
+    return f'<div class="pp-stats">{cards}</div>'
+
+
 PROMPT_CSS = """
 <style>
 .pp-prompt {line-height: 2.4; font-size: 1.05rem;}
 .pp-chip {display: inline-block; padding: 0.05rem 0.55rem; margin: 0 0.1rem; border-radius: 0.5rem;
           line-height: 1.6; color: inherit;}
+.pp-note {opacity: 0.7; font-size: 0.85rem;}
+.pp-stats {display: flex; flex-wrap: wrap; gap: 0.5rem 1.75rem; margin: 0.25rem 0 0.75rem 0;}
+.pp-stat-label {font-size: 0.85rem; opacity: 0.75;}
+.pp-stat-value {font-size: 1.6rem; line-height: 1.25; white-space: nowrap;}
 .pp-chip sub {opacity: 0.6; margin-left: 0.15rem; font-size: 0.7em;}
 .pp-arg {background: rgba(128, 128, 128, 0.14); border: 1px dashed rgba(128, 128, 128, 0.65);
          font-style: italic;}
@@ -240,6 +292,17 @@ def progress_text(p: dict, status: str) -> str:
     if p["left"] is not None:
         text += f" · at most about {fmt_duration(p['left'])} left (less if it converges)"
     return text
+
+
+def whole_tick_step(last: float | None, most: int = 10) -> int:
+    """A whole tick step (1, 2, 5, 10, 20, ...) that puts at most ``most`` ticks up to ``last``."""
+    span = max(float(last or 0), 1.0)
+    base = 1
+    while True:
+        for m in (1, 2, 5):
+            if span / (base * m) <= most:
+                return base * m
+        base *= 10
 
 
 def score_curve(events: list[dict]) -> pd.DataFrame:

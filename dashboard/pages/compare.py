@@ -10,6 +10,7 @@ from dashboard.lib import ui, views
 
 ui.header("Compare", "Seen manual, Unseen manual and the learned prompts of a run on the test split "
                      "(beam 20, top-10, paired t-test).")
+ui.inject_css()
 DONE = ("finished", "stopped")
 
 
@@ -33,7 +34,10 @@ def show(results: dict, run: dict) -> None:
     for col, r in zip(cols, rows):
         with col:
             st.markdown(f"**{r['name']}**")
-            st.code(r["text"], language=None, wrap_lines=True)
+            if views.is_learned_text(r["text"]):
+                st.markdown(views.prompt_text_html(r["text"], results.get("task", "")), unsafe_allow_html=True)
+            else:
+                st.code(r["text"], language=None, wrap_lines=True)
     st.markdown(f"**Test metrics** · {results.get('dataset', '')}, {results.get('task', '')}, "
                 f"{results.get('examples_per_run', results.get('n_values', '?'))} examples per run")
     st.markdown(views.results_markdown(results))
@@ -61,8 +65,12 @@ with ui.guard("compare"):
     run = store.get_run(run_id)
     results = store.results(run_id)
     if results is None:
-        st.info("This run has no test results yet. Computing them evaluates four prompts on the test split "
-                "(about as long as a few search rounds).", icon=":material/info:")
+        from paprec_core.layout_choice import paper_suffix_row
+
+        planned = views.planned_prompts(run["config"], list(paper_suffix_row(store, run_id)))
+        st.info(f"This run has no test results yet. Computing them evaluates {views.count_words(len(planned))} "
+                f"prompts ({', '.join(planned)}) on the test split (about as long as a few search rounds).",
+                icon=":material/info:")
         reps = st.number_input("Repeated test runs (matching re-draws its negatives each time)", min_value=1,
                                max_value=10, value=5, step=1, key="c_reps")
         if st.button("Compute test results", type="primary", icon=":material/calculate:", key="c_compute"):

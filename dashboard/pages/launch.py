@@ -31,7 +31,8 @@ def launch_form() -> None:
     if task == "explanation":
         st.caption("Explanation data is read from `exp_splits.pkl`, a pickle, which runs code from the file: "
                    "tick **Read exp_splits.pkl** in the sidebar only for folders you trust.")
-    personalized = st.toggle("Personalized prompt (one token per user)", key="f_personalized")
+    personalized = st.toggle("Personalized", key="f_personalized",
+                             help="One token per user, [T_u], searched on that user's own rows.")
     c1, c2 = st.columns(2)
     length = c1.number_input("Trigger length l", min_value=0, max_value=20, value=5, step=1, key="f_l")
     k = c2.number_input("Candidates k", min_value=0, max_value=50, value=5, step=1, key="f_k")
@@ -109,7 +110,8 @@ def curve_figure(curve, refs: dict[str, float], cfg: dict):
         fig.add_hline(y=value, line=dict(color=ui.REF_COLOR, dash="dash" if i == 0 else "dashdot", width=1.5),
                       annotation_text=f"{name}: {value:.4f}", annotation_position="top left" if i == 0 else
                       "bottom left")
-    fig.update_xaxes(title="round", rangemode="tozero")
+    fig.update_xaxes(title="round")
+    ui.whole_number_axis(fig, max((max(t.x, default=0) for t in fig.data), default=0))
     fig.update_yaxes(title=criterion_label(cfg))
     fig.update_layout(title="Validation score per round")
     return ui.style_fig(fig)
@@ -135,14 +137,12 @@ def live_view(run_id: int) -> None:
         active = status in views.ACTIVE
         state = store.last_state(run_id)
 
-        c1, c2, c3, c4 = st.columns(4)
-        c1.metric("Status", status)
-        c2.metric("Best validation score", views.fmt_score(run.get("best_score")))
-        if cfg.get("personalized"):
-            c3.metric("Users with own token", len((state or {}).get("user_tokens", {})))
-        else:
-            c3.metric("Rounds", int(run.get("rounds") or 0))
-        c4.metric("Device", views.device_label(views.run_device(events)))
+        third = (("Users with own token", len((state or {}).get("user_tokens", {}))) if cfg.get("personalized")
+                 else ("Rounds", int(run.get("rounds") or 0)))
+        st.markdown(views.stats_html([("Status", status),
+                                      ("Best validation score", views.fmt_score(run.get("best_score"))),
+                                      third, ("Device", views.device_label(views.run_device(events)))]),
+                    unsafe_allow_html=True)
         ui.show_run_error(run)
         if status == "interrupted":
             st.warning("Interrupted: the process that ran this run has ended. Resume continues it from its "
@@ -226,14 +226,12 @@ def watch_panel() -> None:
     runs = store.list_runs()
     if not runs:
         st.subheader("Watch")
-        ui.no_runs_hint()
+        ui.no_runs_hint(here=True)
         return
-    c1, c2 = st.columns([5, 2], vertical_alignment="bottom")
-    with c1:
-        run_id = ui.run_picker(runs, "Watching", key="w_pick")
-    with c2:
-        st.toggle("Reference lines", value=True, key="w_refs",
-                  help="Seen and Unseen manual prompts' validation score as reference lines.")
+    run_id = ui.run_picker(runs, "Watching", key="w_pick")
+    st.toggle("Reference lines (Seen and Unseen manual prompts)", value=True, key="w_refs",
+              help="The manual prompts' validation score, measured by the search at its start, as lines "
+                   "on the curve.")
     run = store.get_run(run_id)
     status = ui.effective_status(run)
     every = REFRESH_S if status in views.ACTIVE else None

@@ -7,7 +7,9 @@ import streamlit as st
 from dashboard.lib import ui, views
 
 ui.header("Runs", "Every run in the store. Select runs below to open, compare or delete them.")
+ui.inject_css()
 PENDING = "_runs_pending_delete"
+REFRESH_S = 3.0
 
 
 def compare_two(a: int, b: int) -> None:
@@ -22,7 +24,8 @@ def compare_two(a: int, b: int) -> None:
         events = store.events(r["id"], kinds=["run_start", "swap", "validation", "round_end", "run_end"])
         with col:
             st.markdown(f"**{tag}: {views.run_label(r)}**")
-            st.metric("Best validation score", views.fmt_score(r.get("best_score")))
+            st.markdown(views.stats_html([("Best validation score", views.fmt_score(r.get("best_score")))]),
+                        unsafe_allow_html=True)
             pieces, last = views.current_prompt(events)
             if pieces:
                 st.markdown(views.prompt_html(views.layout_sequence(r["config"]), pieces, r["config"].get("task", ""),
@@ -34,6 +37,7 @@ def compare_two(a: int, b: int) -> None:
             fig.add_trace(go.Scatter(x=curve["round"], y=curve["score"], mode="lines+markers", line_shape="hv",
                                      name=f"{tag}: #{r['id']} {r.get('name') or ''}"))
     fig.update_xaxes(title="round")
+    ui.whole_number_axis(fig, max((max(t.x, default=0) for t in fig.data), default=0))
     fig.update_yaxes(title="validation score")
     fig.update_layout(title="Validation score per round")
     st.plotly_chart(ui.style_fig(fig), key="r_cmp_fig")
@@ -69,17 +73,37 @@ def delete_flow(chosen: list[int], by_id: dict[int, dict]) -> None:
         st.rerun()
 
 
-with ui.guard("runs"):
-    store = ui.store()
-    runs = ui.runs_or_stop(store)
+def live_runs() -> list[dict]:
+    runs = ui.store().list_runs()
     for r in runs:
         r["status"] = ui.effective_status(r)
+    return runs
+
+
+def runs_table() -> None:
+    """The table, re-read every few seconds while a run is active (statuses and rounds change
+    under it: a resumed run that finishes must not stay 'queued' here)."""
+    with ui.guard("runs table"):
+        runs = live_runs()
+        st.dataframe(views.runs_frame(runs), hide_index=True, width="stretch",
+                     column_config={"id": st.column_config.NumberColumn("id", format="%d", width="small"),
+                                    "best score": st.column_config.NumberColumn(format="%.4f"),
+                                    "personalized": st.column_config.CheckboxColumn()})
+        was = st.session_state.get("_runs_active")
+        now = any(r["status"] in views.ACTIVE for r in runs)
+        st.session_state["_runs_active"] = now
+        if was and not now:
+            st.rerun()  # the last active run ended: the whole page, so that it stops refreshing
+
+
+with ui.guard("runs"):
+    store = ui.store()
+    ui.runs_or_stop(store)
+    runs = live_runs()
     by_id = {r["id"]: r for r in runs}
-    df = views.runs_frame(runs)
-    st.dataframe(df, hide_index=True, width="stretch",
-                 column_config={"id": st.column_config.NumberColumn("id", format="%d", width="small"),
-                                "best score": st.column_config.NumberColumn(format="%.4f"),
-                                "personalized": st.column_config.CheckboxColumn()})
+    active = any(r["status"] in views.ACTIVE for r in runs)
+    st.session_state["_runs_active"] = active
+    st.fragment(runs_table, run_every=REFRESH_S if active else None)()
     failed = [r for r in runs if r["status"] == "failed"]
     if failed:
         with st.expander(f"{len(failed)} failed run(s): errors"):
@@ -106,5 +130,7 @@ with ui.guard("runs"):
         st.session_state[PENDING] = list(chosen)
     delete_flow(chosen, by_id)
     pair = st.session_state.get("_runs_pair")
-    if pair and all(i in by_id for i in pair):
-        compare_two(*pair)
+    if pair and set(pair) == set(chosen) and all(i in by_id for i in pair):
+        compare_two(*pair)  # only while exactly these two are selected: deselecting or deleting one ends it
+    elif pair:
+        st.session_state["_runs_pair"] = None
