@@ -25,8 +25,8 @@ from torch import nn
 from transformers import T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
-from .errors import CheckpointError, ConfigError
-from .tokenizer import EOS_ID, MAX_WORDS, PAD_ID, Tokenizer
+from .errors import CheckpointError, ConfigError, PapRecError
+from .tokenizer import EOS_ID, MAX_WORDS, PAD_ID, Tokenizer, TokenizerSpec
 
 WHOLE_WORD_KEY = "encoder.whole_word_embeddings.weight"
 TIED_KEYS = {"lm_head.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
@@ -327,3 +327,13 @@ def _config_from_state(path, state: dict) -> T5Config:
                     num_heads=n_heads, relative_attention_num_buckets=bias.shape[0],
                     feed_forward_proj="relu", dropout_rate=0.1,
                     decoder_start_token_id=PAD_ID, pad_token_id=PAD_ID, eos_token_id=EOS_ID)
+
+
+def load_backbone(path: str | Path, spiece: str | None = None, device: str | None = None) -> Backbone:
+    """A backbone folder (ours), or a P5 ``.pth`` plus T5's ``spiece.model``."""
+    path = Path(path)
+    if path.suffix == ".pth":
+        if spiece is None:
+            raise PapRecError(f"{path}: a P5 checkpoint needs --spiece (T5's spiece.model)")
+        return Backbone.from_p5_checkpoint(path, Tokenizer(spiece, TokenizerSpec(n_extra_ids=100)), device)
+    return Backbone.load(path, device)

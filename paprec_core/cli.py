@@ -11,32 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from .cli_common import DEMO_BACKBONE, DEMO_DATA, add_trust_pickle, print_table
 from .errors import PapRecError
-
-REPO = Path(__file__).resolve().parents[1]
-DEMO_DATA = REPO / "assets" / "demo"
-DEMO_BACKBONE = REPO / "assets" / "backbone"
-
-
-def _print_table(rows: list[dict], columns: list[str]) -> None:
-    widths = {c: max(len(c), *(len(_fmt(r.get(c))) for r in rows)) for c in columns}
-    print("  ".join(c.ljust(widths[c]) for c in columns))
-    for r in rows:
-        print("  ".join(_fmt(r.get(c)).ljust(widths[c]) for c in columns))
-
-
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        return f"{v:.4f}"
-    return "" if v is None else str(v)
-
-
-def add_trust_pickle(parser) -> None:
-    """The opt-in to unpickling a dataset's exp_splits.pkl, on every command that may read it."""
-    parser.add_argument("--trust-pickle", dest="trust_pickle", action="store_true",
-                        help="read the explanation data of exp_splits.pkl; it is a pickle and reading it RUNS CODE "
-                             "from the file, so only for dataset folders you trust (off by default)")
-
 
 # --------------------------------------------------------------------------- commands
 
@@ -52,10 +28,10 @@ def cmd_stats(args) -> None:
     from .data import dataset_stats, load_dataset
 
     rows = []
-    for path in args.data:
+    for path in [*args.folders, *(args.data or [])] or [str(DEMO_DATA)]:
         s = dataset_stats(load_dataset(path, read_reviews=False))
         rows.append({"dataset": Path(path).name, **s})
-    _print_table(rows, ["dataset", "users", "items", "interactions", "density", "min_history", "mean_history",
+    print_table(rows, ["dataset", "users", "items", "interactions", "density", "min_history", "mean_history",
                         "max_history"])
 
 
@@ -76,19 +52,6 @@ def cmd_pretrain(args) -> None:
     print(f"backbone written to {args.out}: {sum(p.numel() for p in model.parameters()):,} parameters")
 
 
-def load_backbone(path: str | Path, spiece: str | None = None, device: str | None = None):
-    """A backbone folder (ours), or a P5 ``.pth`` plus its ``spiece.model``."""
-    from .backbone import Backbone
-    from .tokenizer import Tokenizer, TokenizerSpec
-
-    path = Path(path)
-    if path.suffix == ".pth":
-        if spiece is None:
-            raise PapRecError(f"{path}: a P5 checkpoint needs --spiece (T5's spiece.model)")
-        return Backbone.from_p5_checkpoint(path, Tokenizer(spiece, TokenizerSpec(n_extra_ids=100)), device)
-    return Backbone.load(path, device)
-
-
 def cmd_evaluate(args) -> None:
     import numpy as np
 
@@ -96,6 +59,8 @@ def cmd_evaluate(args) -> None:
     from .data import load_dataset
     from .evaluate import (REPETITIONS, evaluate_manual, popularity_baseline, repeated_baseline,
                            transition_baseline)
+
+    from .backbone import load_backbone
 
     ds = load_dataset(args.data, read_reviews=args.task == "explanation", trust_pickle=args.trust_pickle)
     backbone = load_backbone(args.backbone, args.spiece, args.device)
@@ -115,7 +80,7 @@ def cmd_evaluate(args) -> None:
     columns = ["prompt"] + [k for k in rows[0] if k != "prompt"]
     protocol = "beam search of 5, one sentence" if args.task == "explanation" else "beam 20, top-10"
     print(f"{args.task} on {ds.name} ({args.split} split, {protocol})")
-    _print_table(rows, columns)
+    print_table(rows, columns)
     if popular is not None:
         n = len(popular["HR@5"])
         print(f"against most popular (paired t-test over the same {n:,} lists):")
@@ -149,7 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_generate_demo)
 
     s = sub.add_parser("stats", help="dataset statistics (the paper's Table 4)")
-    s.add_argument("data", nargs="*", default=[str(DEMO_DATA)])
+    s.add_argument("folders", nargs="*", metavar="DATA", help="dataset folders (default: the demo store)")
+    s.add_argument("--data", nargs="+", metavar="DATA", help="dataset folders, as every other command takes them")
     s.set_defaults(func=cmd_stats)
 
     s = sub.add_parser("pretrain", help="train a small P5-style backbone from scratch (resumable)")
@@ -198,14 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
     add_trust_pickle(s)
     s.set_defaults(func=cmd_evaluate)
 
-    # search, resume, runs, show | compare, export, recommend
-    from . import cli_results, cli_runs
+    # search, resume, runs, show | compare, export, recommend | study
+    from . import cli_results, cli_runs, cli_study
 
     cli_runs.register(sub)
     cli_results.register(sub)
-    from . import study  # the paper's study as one resumable command
-
-    study.register(sub)
+    cli_study.register(sub)
     return p
 
 

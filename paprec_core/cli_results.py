@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from .cli_common import add_trust_pickle
 from .errors import PapRecError
 
 
@@ -34,7 +35,7 @@ def _run_and_state(store, run_id: int):
 
 
 def _load(cfg, spiece, device, data=None, backbone=None, trust_pickle=False):
-    from .cli import load_backbone
+    from .backbone import load_backbone
     from .data import load_dataset
 
     ds = load_dataset(data or cfg.data, read_reviews=cfg.task == "explanation", trust_pickle=trust_pickle)
@@ -72,7 +73,7 @@ def cmd_export(args) -> None:
 
 
 def cmd_recommend(args) -> None:
-    from .cli import load_backbone
+    from .backbone import load_backbone
     from .data import load_dataset
     from .pack import load_pack, recommend
 
@@ -88,14 +89,16 @@ def cmd_recommend(args) -> None:
     print(f"top {len(items)} for user {args.user} ({pack['task']} prompt {pack['prompt']!r}"
           + (f", user token [{pack['user_tokens'].get(str(args.user), pack['default_user_token'])['piece']}]"
              if pack["personalized"] else "") + ")")
-    width = max((len(str(i)) for i, _, _ in items), default=4)
+    width = max([len("item"), *(len(str(i)) for i, _, _ in items)])
+    # the score is what the ranking sorts by: the backbone's log-probability of the item as the
+    # answer (natural log, <= 0; nearer 0 is likelier), among the items the user has not had
+    print(f"{'rank':>4}  {'item':<{width}}  {'log p':>8}  title")
     for rank, (item, label, score) in enumerate(items, start=1):
-        print(f"{rank:>3}. item {item:<{width}}  {score:8.3f}  {label}")
+        print(f"{rank:>4}  {item:<{width}}  {score:8.3f}  {label}")
+    print("log p: the backbone's log-probability of the item as the answer (natural log; nearer 0 is likelier)")
 
 
 def register(sub) -> None:
-    from .cli import add_trust_pickle
-
     s = sub.add_parser("compare", help="test a run's prompt against the Seen/Unseen manual prompts "
                                        "(paper Tables 6-11) and save the results with the run")
     s.add_argument("run_id", type=int, metavar="RUN_ID")

@@ -15,6 +15,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
+from .cli_common import add_trust_pickle, print_table
 from .errors import ConfigError, PapRecError
 from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig
 
@@ -54,7 +55,7 @@ def _open_store(args):
 
 def config_from_args(args) -> SearchConfig:
     """SearchConfig from the options given (a preset first, explicit options over it)."""
-    from .cli import DEMO_BACKBONE, DEMO_DATA
+    from .cli_common import DEMO_BACKBONE, DEMO_DATA
 
     names = {f.name for f in fields(SearchConfig)}
     overrides = {k: (None if v is _ALL else v) for k, v in vars(args).items() if k in names and v is not None}
@@ -144,7 +145,7 @@ def _foreground(store, run_id: int, cfg: SearchConfig, resume: bool, trust_pickl
         print(f"\n{what}: stopping after the current batch ({what} again to abort) ...", file=sys.stderr,
               flush=True)
 
-    printer = _Printer(cfg)
+    printer = Printer(cfg)
     # SIGTERM (kill, systemd, a container's stop) ends the run as cleanly as Ctrl-C: 'stopped'
     # at its last completed round, not 'running' for ever
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -169,7 +170,7 @@ def _foreground(store, run_id: int, cfg: SearchConfig, resume: bool, trust_pickl
         raise SystemExit(130)
 
 
-class _Printer:
+class Printer:
     """Event listener for the terminal: a progress bar over rounds, a line per accepted change."""
 
     def __init__(self, cfg: SearchConfig):
@@ -201,7 +202,9 @@ class _Printer:
 
     def __call__(self, e) -> None:
         d = e.data
-        if e.kind == "run_start":
+        if e.kind == "phase":
+            self.write(f"{d['phase']} ...")
+        elif e.kind == "run_start":
             self.write(f"start: {d['prompt']}  ({d['train_examples']} train / {d['val_examples']} val examples, "
                        f"{d['device']})")
             self._bar()
@@ -236,8 +239,6 @@ def _when(t) -> str:
 
 
 def cmd_runs(args) -> None:
-    from .cli import _print_table
-
     store = _open_store(args)
     runs = store.list_runs()
     if not runs:
@@ -245,7 +246,7 @@ def cmd_runs(args) -> None:
         return
     rows = [{**r, "personalized": "yes" if r["personalized"] else "no", "created": _when(r["created_at"]),
              "elapsed": "" if r["elapsed_s"] is None else f"{r['elapsed_s']:.0f}s"} for r in runs]
-    _print_table(rows, ["id", "name", "group", "status", "task", "personalized", "rounds", "best_score",
+    print_table(rows, ["id", "name", "group", "status", "task", "personalized", "rounds", "best_score",
                         "elapsed", "created"])
 
 
@@ -325,8 +326,6 @@ def cmd_show(args) -> None:
 
 
 def register(sub) -> None:
-    from .cli import add_trust_pickle
-
     s = sub.add_parser("search", help="search a prompt (foreground, recorded in the run store)")
     s.add_argument("--data", help="dataset folder (default: the demo data)")
     s.add_argument("--backbone", help="backbone folder or P5 .pth with spiece.model beside it (default: demo)")

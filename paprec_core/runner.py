@@ -79,8 +79,7 @@ def load_dataset_cached(path: str | Path, read_reviews: bool, trust_pickle: bool
 
 def load_backbone_cached(path: str | Path, device: str | None = None):
     """A backbone folder, or a P5 ``.pth`` with ``spiece.model`` next to it."""
-    from .backbone import pick_device
-    from .cli import load_backbone
+    from .backbone import load_backbone, pick_device
 
     p = resolve_path(path)
     dev = str(pick_device(device))

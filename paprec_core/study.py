@@ -32,8 +32,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shlex
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -41,22 +39,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, PapRecError
-from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig
+from .search.config import SearchConfig
+from .search.events import Listener
+from .study_options import STUDY_PRESETS, StudyOptions
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
 
-# the study's budgets: the search presets plus a tiny one for smoke tests
-STUDY_PRESETS = {
-    **PRESETS,
-    "smoke": {"train_examples": 32, "val_users": 20, "max_epochs": 1, "max_rounds": 2, "batch_size": 64},
-    # A real dataset on a CPU: validation HR@5 is a few percent there, so quick's
-    # 400 users give a dozen hits and a search chases noise; 1,000 users and
-    # twice the training rows per gradient, with fewer epochs to pay for it.
-    "real": {"train_examples": 512, "val_users": 1000, "max_epochs": 5, "patience": 2},
-}
-DEFAULT_LENGTHS = (1, 3, 5, 7)        # Fig. 3
-DEFAULT_CRITERIA = ("loss", "surrogate", "full")  # Fig. 4 / Table 3
 NP_ROW = "PAP-REC"                     # compare.LEARNED_ROW
 P_ROW = "PAP-REC personalized"         # compare.PERSONAL_ROW
 TASK_ONLY_ROW = "PAP-REC (task tokens only)"
@@ -64,105 +53,6 @@ TASK_ONLY_ROW = "PAP-REC (task tokens only)"
 
 class StudyInterrupted(PapRecError):
     """The study stopped before its last step (Ctrl-C or ``should_stop``); run it again to continue."""
-
-
-# --------------------------------------------------------------------------- options
-
-
-@dataclass
-class StudyOptions:
-    data: str
-    backbone: str
-    out: str | None = None                 # default: reports/<dataset>
-    store: str | None = None               # default: the manifest's store, else $PAPREC_STORE / user folder
-    preset: str = "quick"
-    tasks: list[str] = field(default_factory=lambda: ["sequential", "matching"])
-    ablations: bool = True
-    ablation_task: str | None = None       # default: the first task
-    repetitions: int = 5
-    budget_rounds: int | None = None       # caps max_rounds of every search
-    criterion: str = "surrogate"           # of the main searches
-    trigger_length: int = 5                # l of the main searches
-    lengths: list[int] = field(default_factory=lambda: list(DEFAULT_LENGTHS))
-    criteria: list[str] = field(default_factory=lambda: list(DEFAULT_CRITERIA))
-    layouts: list[str] = field(default_factory=lambda: ["prefix", "prefix+suffix", "suffix"])
-    user_positions: list[str] = field(default_factory=lambda: ["before", "between", "end"])
-    test_users: int | None = None          # a fixed sample of test users (None: the whole split)
-    ranking: str = "fast"
-    device: str = "auto"
-    seed: int = 0
-
-    def validate(self) -> "StudyOptions":
-        if self.preset not in STUDY_PRESETS:
-            raise ConfigError("preset", f"unknown preset {self.preset!r}; choose one of {', '.join(STUDY_PRESETS)}")
-        if not self.tasks:
-            raise ConfigError("tasks", "name at least one task")
-        for t in self.tasks:
-            if t not in TASKS:
-                raise ConfigError("tasks", f"{t!r} is not one of {', '.join(TASKS)}")
-        if len(set(self.tasks)) != len(self.tasks):
-            raise ConfigError("tasks", "a task is named twice")
-        if self.ablation_task is not None and self.ablation_task not in self.tasks:
-            raise ConfigError("ablation_task", f"{self.ablation_task!r} is not among --tasks")
-        for name in ("repetitions", "trigger_length"):
-            v = getattr(self, name)
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")
-        for name in ("budget_rounds", "test_users"):
-            v = getattr(self, name)
-            if v is not None and (not isinstance(v, int) or v < 1):
-                raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")
-        for name, options in (("criterion", CRITERIA), ("ranking", RANKINGS)):
-            if getattr(self, name) not in options:
-                raise ConfigError(name, f"{getattr(self, name)!r} is not one of {', '.join(options)}")
-        for name, options in (("criteria", CRITERIA), ("layouts", LAYOUTS), ("user_positions", USER_POSITIONS)):
-            for v in getattr(self, name):
-                if v not in options:
-                    raise ConfigError(name, f"{v!r} is not one of {', '.join(options)}")
-        for v in self.lengths:
-            if not isinstance(v, int) or v < 1:
-                raise ConfigError("lengths", f"trigger lengths must be whole numbers >= 1, got {v!r}")
-        return self
-
-    @property
-    def ablation_on(self) -> str | None:
-        if not self.ablations:
-            return None
-        return self.ablation_task or self.tasks[0]
-
-    def command(self, store: str | None = None, out: str | None = None) -> list[str]:
-        """The study command line that reproduces these options (as argv after ``python -m paprec_core``)."""
-        argv = ["study", "--data", self.data, "--backbone", self.backbone]
-        if store or self.store:
-            argv += ["--store", str(store or self.store)]
-        if out or self.out:
-            argv += ["--out", str(out or self.out)]
-        argv += ["--preset", self.preset, "--tasks", *self.tasks, "--repetitions", str(self.repetitions)]
-        d = StudyOptions(data=self.data, backbone=self.backbone)
-        if self.budget_rounds is not None:
-            argv += ["--budget-rounds", str(self.budget_rounds)]
-        if self.criterion != d.criterion:
-            argv += ["--criterion", self.criterion]
-        if self.trigger_length != d.trigger_length:
-            argv += ["--trigger-length", str(self.trigger_length)]
-        if self.test_users is not None:
-            argv += ["--test-users", str(self.test_users)]
-        if self.ranking != d.ranking:
-            argv += ["--ranking", self.ranking]
-        if self.device != d.device:
-            argv += ["--device", self.device]
-        if self.seed != d.seed:
-            argv += ["--seed", str(self.seed)]
-        if not self.ablations:
-            argv.append("--no-ablations")
-        else:
-            if self.ablation_task is not None:
-                argv += ["--ablation-task", self.ablation_task]
-            for name, flag in (("lengths", "--lengths"), ("criteria", "--criteria"), ("layouts", "--layouts"),
-                               ("user_positions", "--user-positions")):
-                if list(getattr(self, name)) != list(getattr(d, name)):
-                    argv += [flag, *map(str, getattr(self, name))]
-        return argv
 
 
 # --------------------------------------------------------------------------- the plan
@@ -331,7 +221,7 @@ class Study:
 
     def __init__(self, opts: StudyOptions, argv: list[str] | None = None,
                  should_stop: Callable[[], bool] | None = None, verbose: bool = True,
-                 trust_pickle: bool = False):
+                 trust_pickle: bool = False, progress: Callable[[SearchConfig], Listener] | None = None):
         from .runner import resolve_path
 
         self.trust_pickle = trust_pickle  # the user's opt-in to unpickling exp_splits.pkl (not an option of the study)
@@ -352,6 +242,7 @@ class Study:
         self.group = f"study:{self.dataset_name}"
         self.should_stop = should_stop or (lambda: False)
         self.verbose = verbose
+        self.progress = progress  # the caller's per-search listener (the CLI's progress bar), made per run
         from .store import RunStore
 
         self.store = RunStore(store_path)
@@ -561,17 +452,14 @@ class Study:
             resume = run["status"] != "queued"
             if resume:
                 self.say(f"resuming run {rid} ({step.label}) from round {run['rounds']}")
-        listener = None
-        if self.verbose:
-            from .cli_runs import _Printer
-
-            listener = _Printer(cfg)
+        listener = self.progress(cfg) if self.progress is not None else None
         try:
             status = execute_run(self.store, rid, should_stop=self.should_stop, resume=resume, listener=listener,
                                  trust_pickle=self.trust_pickle)
         finally:
-            if listener is not None:
-                listener.close()
+            close = getattr(listener, "close", None)
+            if close is not None:
+                close()
         if status == "failed":
             raise PapRecError(f"run {rid} ({step.name}) failed: {self.store.get_run(rid)['error']}; "
                               "fix the cause and run the study again (the run resumes)")
@@ -644,100 +532,14 @@ def _means(per: dict) -> dict[str, float | None]:
 
 
 def run_study(opts: StudyOptions, argv: list[str] | None = None, should_stop: Callable[[], bool] | None = None,
-              verbose: bool = True, trust_pickle: bool = False) -> Study:
+              verbose: bool = True, trust_pickle: bool = False,
+              progress: Callable[[SearchConfig], Listener] | None = None) -> Study:
     """Run (or continue) a study; returns the :class:`Study` (``done_now``: the steps this call did)."""
-    study = Study(opts, argv=argv, should_stop=should_stop, verbose=verbose, trust_pickle=trust_pickle)
+    study = Study(opts, argv=argv, should_stop=should_stop, verbose=verbose, trust_pickle=trust_pickle,
+                  progress=progress)
     study.run()
     return study
 
 
-# --------------------------------------------------------------------------- CLI
-
-
-def cmd_study(args) -> None:
-    opts = StudyOptions(
-        data=args.data, backbone=args.backbone, out=args.out, store=args.store, preset=args.preset,
-        tasks=args.tasks, ablations=args.ablations, ablation_task=args.ablation_task, repetitions=args.repetitions,
-        budget_rounds=args.budget_rounds, criterion=args.criterion, trigger_length=args.trigger_length,
-        lengths=args.lengths, criteria=args.criteria, layouts=args.layouts, user_positions=args.user_positions,
-        test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed)
-    # the command line as typed (``python -m paprec_core study ...``); else the options written out
-    argv = list(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
-    if args.report_only:
-        study = Study(opts, argv=argv, verbose=True)
-        if not study.recorded:
-            raise PapRecError(f"no study in {study.out} yet (no {MANIFEST}); run it without --report-only first")
-        path = study.write_report()  # from the manifest as recorded: the hardware and plan of the study's runs
-        print(f"report written to {path}")
-        return
-
-    stop = {"requested": False}
-
-    def on_sigint(signum, frame):
-        if stop["requested"]:
-            raise KeyboardInterrupt
-        stop["requested"] = True
-        print("\nstopping after the current batch (Ctrl-C again to abort) ...", file=sys.stderr, flush=True)
-
-    try:
-        previous = signal.signal(signal.SIGINT, on_sigint)
-    except ValueError:  # not the main thread: Ctrl-C stays the default
-        previous = None
-    try:
-        study = Study(opts, argv=argv, should_stop=lambda: stop["requested"], verbose=not args.quiet,
-                      trust_pickle=args.trust_pickle)
-        again = "python -m paprec_core " + shlex.join(study.opts.command())
-        try:
-            study.run()
-        except StudyInterrupted as e:
-            print(f"study interrupted ({e}); continue with: {again}", file=sys.stderr)
-            raise SystemExit(130) from None
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-    skipped = len(study.steps) - len(study.done_now)
-    print(f"study done: {len(study.done_now)} step(s) run, {skipped} already done; "
-          f"report: {study.out / 'README.md'}")
-
-
-def register(sub) -> None:
-    s = sub.add_parser("study", help="run the paper's study (searches, tests, ablations) and write a report; "
-                                     "resumable: run the same command again to continue")
-    s.add_argument("--data", required=True, help="dataset folder (P5 format)")
-    s.add_argument("--backbone", required=True,
-                   help="backbone folder, or a P5 .pth with spiece.model beside it")
-    s.add_argument("--store", help="run store (default: the one this --out folder already uses, "
-                                   "else $PAPREC_STORE or the user folder)")
-    s.add_argument("--out", help="report folder (default: reports/<dataset>)")
-    s.add_argument("--preset", default="quick", choices=list(STUDY_PRESETS),
-                   help="search budget: quick (a laptop), full (the paper's 50 epochs), smoke (tests)")
-    s.add_argument("--tasks", nargs="+", default=["sequential", "matching"], choices=list(TASKS))
-    s.add_argument("--no-ablations", dest="ablations", action="store_false", help="skip Tables 12-13, Figs. 3-4")
-    s.add_argument("--ablation-task", help="task of the ablations (default: the first of --tasks)")
-    s.add_argument("--repetitions", type=int, default=5, help="repeated test runs (default 5)")
-    s.add_argument("--budget-rounds", dest="budget_rounds", type=int, help="cap every search at N rounds")
-    s.add_argument("--criterion", default="surrogate", choices=list(CRITERIA), help="criterion of the main searches")
-    s.add_argument("-l", "--trigger-length", dest="trigger_length", type=int, default=5,
-                   help="task tokens of the main searches (default 5)")
-    s.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="Fig. 3 grid")
-    s.add_argument("--criteria", nargs="+", default=list(DEFAULT_CRITERIA), choices=list(CRITERIA),
-                   help="Fig. 4 grid")
-    s.add_argument("--layouts", nargs="+", default=["prefix", "prefix+suffix", "suffix"], choices=list(LAYOUTS),
-                   help="Table 12 grid")
-    s.add_argument("--user-positions", dest="user_positions", nargs="+", default=["before", "between", "end"],
-                   choices=list(USER_POSITIONS), help="Table 13 grid")
-    s.add_argument("--test-users", dest="test_users", type=int,
-                   help="test on a fixed sample of N users (default: the whole test split, as the paper)")
-    s.add_argument("--ranking", default="fast", choices=list(RANKINGS))
-    s.add_argument("--device", default="auto")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--report-only", action="store_true", help="only rewrite the report from the manifest and store")
-    s.add_argument("--quiet", action="store_true", help="no progress output")
-    from .cli import add_trust_pickle
-
-    add_trust_pickle(s)
-    s.set_defaults(func=cmd_study)
-
-
-__all__ = ["StudyOptions", "Study", "StudyInterrupted", "run_study", "build_plan", "base_config", "register",
+__all__ = ["StudyOptions", "Study", "StudyInterrupted", "run_study", "build_plan", "base_config",
            "STUDY_PRESETS", "load_manifest", "hardware"]

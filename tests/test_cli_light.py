@@ -43,8 +43,20 @@ def store_with_a_run(tmp_path_factory, make_config):
 
 
 @pytest.mark.parametrize("argv", [["--help"], ["runs"], ["show", "1"], ["search", "--seed", "-1"],
-                                  ["search", "--layout"], ["compare", "--help"]])
+                                  ["search", "--layout"], ["compare", "--help"], ["study", "--help"]])
 def test_light_commands_do_not_import_torch(argv, store_with_a_run):
     got = _probe(argv, store_with_a_run)
     assert got["heavy"] == [], (argv, got)
     assert got["code"] in (0, 2), got  # 2: the one-line error of a bad argument
+
+
+def test_stats_takes_data_like_every_other_verb(capsys):
+    from paprec_core.cli import main
+
+    demo = str(REPO / "assets" / "demo")
+    assert main(["stats", demo]) == 0
+    positional = capsys.readouterr().out
+    assert main(["stats", "--data", demo]) == 0
+    assert capsys.readouterr().out == positional and "demo" in positional.splitlines()[1]
+    assert main(["stats", demo, "--data", demo]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 3  # the header and one row per folder

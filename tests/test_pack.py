@@ -195,9 +195,11 @@ def test_cli_recommend_prints_top_items(tmp_path, capsys, demo_entity_backbone, 
     assert cli.main(["recommend", "--pack", str(p), "--user", "3", "--device", "cpu"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert "user 3" in out[0] and "\u2581great" in out[0]
-    assert len(out) == 11 and out[1].lstrip().startswith("1. item ")
+    assert out[1].split() == ["rank", "item", "log", "p", "title"]  # every column has a header
+    assert len(out) == 13 and out[2].split()[0] == "1" and out[-1].startswith("log p: ")
     want = recommend(load_pack(p), demo_entity_backbone, demo_dataset, 3)
-    assert [int(ln.split()[2]) for ln in out[1:]] == [i for i, _, _ in want]
+    assert [int(ln.split()[1]) for ln in out[2:12]] == [i for i, _, _ in want]
+    assert [float(ln.split()[2]) for ln in out[2:12]] == [round(s, 3) for _, _, s in want]
     assert cli.main(["recommend", "--pack", str(p), "--user", "999", "--device", "cpu"]) == 2
     assert "user 999" in capsys.readouterr().err
 

@@ -364,14 +364,14 @@ def test_cli_ctrl_c_stops_resumably(tmp_path, capsys, config, monkeypatch):
 
     cfg = config(max_rounds=6)
     db = tmp_path / "runs.sqlite"
-    printer = cli_runs._Printer.__call__
+    printer = cli_runs.Printer.__call__
 
     def interrupt_after_round_2(self, e):
         printer(self, e)
         if e.kind == "round_end" and e.round == 2:
             os.kill(os.getpid(), signal.SIGINT)  # as a terminal's Ctrl-C
 
-    monkeypatch.setattr(cli_runs._Printer, "__call__", interrupt_after_round_2)
+    monkeypatch.setattr(cli_runs.Printer, "__call__", interrupt_after_round_2)
     with pytest.raises(SystemExit) as exit_:
         main(cli_search_args(cfg, db))
     assert exit_.value.code == 130
@@ -379,7 +379,7 @@ def test_cli_ctrl_c_stops_resumably(tmp_path, capsys, config, monkeypatch):
     store = RunStore(db)
     assert store.get_run(1)["status"] == "stopped"
     assert consistent(store, 1)["round"] == 2
-    monkeypatch.setattr(cli_runs._Printer, "__call__", printer)
+    monkeypatch.setattr(cli_runs.Printer, "__call__", printer)
     assert main(["resume", "1", "--store", str(db)]) == 0
     assert store.get_run(1)["status"] == "finished" and consistent(store, 1)["round"] == 6
     assert [e["kind"] for e in store.events(1)].count("run_start") == 1

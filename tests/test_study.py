@@ -114,7 +114,7 @@ def test_study_refuses_another_store_for_the_same_folder(demo_store, demo_backbo
 
 
 def test_report_names_the_backbones_pretrain_command(tmp_path):
-    from paprec_core.report import _backbone_command
+    from paprec_core.report.document import _backbone_command
 
     (tmp_path / "RECIPE.md").write_text("# How\n\n```bash\npython -m paprec_core pretrain --data d --out o --seed 1\n```\n")
     assert _backbone_command(tmp_path) == "python -m paprec_core pretrain --data d --out o --seed 1"

@@ -1,0 +1,99 @@
+"""CLI command ``study``: the paper's study (:mod:`paprec_core.study`) from the command line,
+with Ctrl-C stopping at the next batch and a progress printer per search."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import sys
+
+from .cli_common import add_trust_pickle
+from .errors import PapRecError
+from .search.config import CRITERIA, LAYOUTS, RANKINGS, TASKS, USER_POSITIONS
+from .study_options import DEFAULT_CRITERIA, DEFAULT_LENGTHS, STUDY_PRESETS, StudyOptions
+
+
+def cmd_study(args) -> None:
+    from .cli_runs import Printer
+    from .study import MANIFEST, Study, StudyInterrupted
+
+    opts = StudyOptions(
+        data=args.data, backbone=args.backbone, out=args.out, store=args.store, preset=args.preset,
+        tasks=args.tasks, ablations=args.ablations, ablation_task=args.ablation_task, repetitions=args.repetitions,
+        budget_rounds=args.budget_rounds, criterion=args.criterion, trigger_length=args.trigger_length,
+        lengths=args.lengths, criteria=args.criteria, layouts=args.layouts, user_positions=args.user_positions,
+        test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed)
+    # the command line as typed (``python -m paprec_core study ...``); else the options written out
+    argv = list(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
+    if args.report_only:
+        study = Study(opts, argv=argv, verbose=True)
+        if not study.recorded:
+            raise PapRecError(f"no study in {study.out} yet (no {MANIFEST}); run it without --report-only first")
+        path = study.write_report()  # from the manifest as recorded: the hardware and plan of the study's runs
+        print(f"report written to {path}")
+        return
+
+    stop = {"requested": False}
+
+    def on_sigint(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("\nstopping after the current batch (Ctrl-C again to abort) ...", file=sys.stderr, flush=True)
+
+    try:
+        previous = signal.signal(signal.SIGINT, on_sigint)
+    except ValueError:  # not the main thread: Ctrl-C stays the default
+        previous = None
+    try:
+        study = Study(opts, argv=argv, should_stop=lambda: stop["requested"], verbose=not args.quiet,
+                      trust_pickle=args.trust_pickle, progress=None if args.quiet else Printer)
+        again = "python -m paprec_core " + shlex.join(study.opts.command())
+        try:
+            study.run()
+        except StudyInterrupted as e:
+            print(f"study interrupted ({e}); continue with: {again}", file=sys.stderr)
+            raise SystemExit(130) from None
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    skipped = len(study.steps) - len(study.done_now)
+    print(f"study done: {len(study.done_now)} step(s) run, {skipped} already done; "
+          f"report: {study.out / 'README.md'}")
+
+
+def register(sub) -> None:
+    s = sub.add_parser("study", help="run the paper's study (searches, tests, ablations) and write a report; "
+                                     "resumable: run the same command again to continue")
+    s.add_argument("--data", required=True, help="dataset folder (P5 format)")
+    s.add_argument("--backbone", required=True,
+                   help="backbone folder, or a P5 .pth with spiece.model beside it")
+    s.add_argument("--store", help="run store (default: the one this --out folder already uses, "
+                                   "else $PAPREC_STORE or the user folder)")
+    s.add_argument("--out", help="report folder (default: reports/<dataset>)")
+    s.add_argument("--preset", default="quick", choices=list(STUDY_PRESETS),
+                   help="search budget: quick (a laptop), full (the paper's 50 epochs), smoke (tests)")
+    s.add_argument("--tasks", nargs="+", default=["sequential", "matching"], choices=list(TASKS))
+    s.add_argument("--no-ablations", dest="ablations", action="store_false", help="skip Tables 12-13, Figs. 3-4")
+    s.add_argument("--ablation-task", help="task of the ablations (default: the first of --tasks)")
+    s.add_argument("--repetitions", type=int, default=5, help="repeated test runs (default 5)")
+    s.add_argument("--budget-rounds", dest="budget_rounds", type=int, help="cap every search at N rounds")
+    s.add_argument("--criterion", default="surrogate", choices=list(CRITERIA), help="criterion of the main searches")
+    s.add_argument("-l", "--trigger-length", dest="trigger_length", type=int, default=5,
+                   help="task tokens of the main searches (default 5)")
+    s.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="Fig. 3 grid")
+    s.add_argument("--criteria", nargs="+", default=list(DEFAULT_CRITERIA), choices=list(CRITERIA),
+                   help="Fig. 4 grid")
+    s.add_argument("--layouts", nargs="+", default=["prefix", "prefix+suffix", "suffix"], choices=list(LAYOUTS),
+                   help="Table 12 grid")
+    s.add_argument("--user-positions", dest="user_positions", nargs="+", default=["before", "between", "end"],
+                   choices=list(USER_POSITIONS), help="Table 13 grid")
+    s.add_argument("--test-users", dest="test_users", type=int,
+                   help="test on a fixed sample of N users (default: the whole test split, as the paper)")
+    s.add_argument("--ranking", default="fast", choices=list(RANKINGS))
+    s.add_argument("--device", default="auto")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--report-only", action="store_true", help="only rewrite the report from the manifest and store")
+    s.add_argument("--quiet", action="store_true", help="no progress output")
+    add_trust_pickle(s)
+    s.set_defaults(func=cmd_study)

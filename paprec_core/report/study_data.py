@@ -1,0 +1,119 @@
+"""What the report shows, read once from a study's manifest and the run store."""
+
+from __future__ import annotations
+
+import math
+
+
+class StudyData:
+    """Everything the report shows, read once from the manifest and the store."""
+
+    def __init__(self, manifest: dict, store):
+        self.m = manifest
+        self.store = store
+        self.steps: dict = manifest.get("steps", {})
+        self.plan: dict = manifest.get("plan", {"tasks": {}, "ablations": {}})
+        self.opts: dict = manifest.get("options", {})
+        self._cache: dict = {}
+
+    def _read(self, what: str, rid: int, fetch, missing):
+        """``fetch(rid)`` once per run; a run the store no longer has reads as ``missing``."""
+        key = (what, rid)
+        if key not in self._cache:
+            try:
+                self._cache[key] = fetch(rid)
+            except KeyError:
+                self._cache[key] = missing
+        return self._cache[key]
+
+    def run_id(self, step: str) -> int | None:
+        e = self.steps.get(step) or {}
+        return e.get("run_id")
+
+    def run(self, step: str) -> dict | None:
+        rid = self.run_id(step)
+        return None if rid is None else self._read("run", rid, self.store.get_run, None)
+
+    def events(self, rid: int) -> list[dict]:
+        kinds = ["run_start", "validation", "swap", "user_update", "round_end", "run_end"]
+        return self._read("events", rid, lambda r: self.store.events(r, kinds=kinds), [])
+
+    def results(self, rid: int | None) -> dict | None:
+        return None if rid is None else self._read("results", rid, self.store.results, None)
+
+    def done(self, step: str) -> bool:
+        return (self.steps.get(step) or {}).get("status") == "done"
+
+    def test_metrics(self, step: str) -> dict | None:
+        """Test metrics of a search step's prompt (from its test step), or None while untested."""
+        e = self.steps.get(step) or {}
+        ref = e.get("test")
+        if not ref or ref.get("run_id") != e.get("run_id"):
+            return None
+        res = self.results(ref["run_id"])
+        if not res:
+            return None
+        row = next((r for r in res["rows"] if r["name"] == ref["row"]), None)
+        return row["metrics"] if row else None
+
+    def test_results(self, task: str) -> dict | None:
+        t = self.plan["tasks"].get(task, {})
+        if not self.done(t.get("test", "")):
+            return None
+        rid = self.run_id(t["personalized"])
+        return self.results(rid)
+
+    def curve(self, rid: int) -> list[tuple[int, float, str]]:
+        """Validation score per round: (round, score, 'start' | 'task' | 'user')."""
+        pts = []
+        for e in self.events(rid):
+            d = e["data"]
+            if e["kind"] == "validation" and e["round"] == 0:
+                pts.append((0, d.get("score"), "start"))
+            elif e["kind"] == "swap":
+                pts.append((e["round"], d["new_score"] if d.get("accepted") else d["old_score"], "task"))
+            elif e["kind"] == "user_update":
+                pts.append((e["round"], d["new_score"] if d.get("changed") else d["old_score"], "user"))
+        return [(r, s, k) for r, s, k in pts if s is not None and math.isfinite(s)]
+
+    def references(self, rid: int) -> dict:
+        start = next((e for e in self.events(rid) if e["kind"] == "run_start"), None)
+        return (start or {}).get("data", {}).get("references", {}) if start else {}
+
+    def last_validation(self, rid: int) -> dict | None:
+        vals = [e for e in self.events(rid) if e["kind"] == "validation"]
+        return vals[-1]["data"].get("metrics") if vals else None
+
+    def round_times(self, rid: int) -> list[float]:
+        """Seconds per round from the round_end events: the gap since the previous round ended (the
+        first round: since the initial validation), never more than the run's own elapsed time
+        for that round (so a stop and resume in between does not count)."""
+        evs = self.events(rid)
+        prev_t = next((e["time"] for e in evs if e["kind"] == "validation" and e["round"] == 0), None)
+        prev_el = None
+        out = []
+        for e in evs:
+            if e["kind"] != "round_end":
+                continue
+            el = (e["data"].get("state") or {}).get("elapsed_s")
+            cands = []
+            if prev_t is not None:
+                cands.append(e["time"] - prev_t)
+            if el is not None and prev_el is not None:
+                cands.append(el - prev_el)
+            if cands:
+                out.append(max(0.0, min(cands)))
+            prev_t, prev_el = e["time"], el
+        return out
+
+    def user_tokens(self, rid: int) -> dict[int, str]:
+        """{user: token piece} of the run's final state (the fold of its user_update events)."""
+        tokens: dict[int, str] = {}
+        for e in self.events(rid):
+            if e["kind"] == "user_update":
+                tokens.update({int(u): t for u, t in (e["data"].get("tokens") or {}).items()})
+        return tokens
+
+    def run_end(self, rid: int) -> dict | None:
+        ends = [e for e in self.events(rid) if e["kind"] == "run_end"]
+        return ends[-1]["data"] if ends else None

@@ -1,0 +1,119 @@
+"""The study's options (:class:`StudyOptions`) and budgets, apart from the study itself.
+
+The report reads them back from a manifest to print the command that reproduces a
+study; keeping them here lets it do so without importing the study that writes it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .errors import ConfigError
+from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS
+
+# the study's budgets: the search presets plus a tiny one for smoke tests
+STUDY_PRESETS = {
+    **PRESETS,
+    "smoke": {"train_examples": 32, "val_users": 20, "max_epochs": 1, "max_rounds": 2, "batch_size": 64},
+    # A real dataset on a CPU: validation HR@5 is a few percent there, so quick's
+    # 400 users give a dozen hits and a search chases noise; 1,000 users and
+    # twice the training rows per gradient, with fewer epochs to pay for it.
+    "real": {"train_examples": 512, "val_users": 1000, "max_epochs": 5, "patience": 2},
+}
+DEFAULT_LENGTHS = (1, 3, 5, 7)        # Fig. 3
+DEFAULT_CRITERIA = ("loss", "surrogate", "full")  # Fig. 4 / Table 3
+
+@dataclass
+class StudyOptions:
+    data: str
+    backbone: str
+    out: str | None = None                 # default: reports/<dataset>
+    store: str | None = None               # default: the manifest's store, else $PAPREC_STORE / user folder
+    preset: str = "quick"
+    tasks: list[str] = field(default_factory=lambda: ["sequential", "matching"])
+    ablations: bool = True
+    ablation_task: str | None = None       # default: the first task
+    repetitions: int = 5
+    budget_rounds: int | None = None       # caps max_rounds of every search
+    criterion: str = "surrogate"           # of the main searches
+    trigger_length: int = 5                # l of the main searches
+    lengths: list[int] = field(default_factory=lambda: list(DEFAULT_LENGTHS))
+    criteria: list[str] = field(default_factory=lambda: list(DEFAULT_CRITERIA))
+    layouts: list[str] = field(default_factory=lambda: ["prefix", "prefix+suffix", "suffix"])
+    user_positions: list[str] = field(default_factory=lambda: ["before", "between", "end"])
+    test_users: int | None = None          # a fixed sample of test users (None: the whole split)
+    ranking: str = "fast"
+    device: str = "auto"
+    seed: int = 0
+
+    def validate(self) -> "StudyOptions":
+        if self.preset not in STUDY_PRESETS:
+            raise ConfigError("preset", f"unknown preset {self.preset!r}; choose one of {', '.join(STUDY_PRESETS)}")
+        if not self.tasks:
+            raise ConfigError("tasks", "name at least one task")
+        for t in self.tasks:
+            if t not in TASKS:
+                raise ConfigError("tasks", f"{t!r} is not one of {', '.join(TASKS)}")
+        if len(set(self.tasks)) != len(self.tasks):
+            raise ConfigError("tasks", "a task is named twice")
+        if self.ablation_task is not None and self.ablation_task not in self.tasks:
+            raise ConfigError("ablation_task", f"{self.ablation_task!r} is not among --tasks")
+        for name in ("repetitions", "trigger_length"):
+            v = getattr(self, name)
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")
+        for name in ("budget_rounds", "test_users"):
+            v = getattr(self, name)
+            if v is not None and (not isinstance(v, int) or v < 1):
+                raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")
+        for name, options in (("criterion", CRITERIA), ("ranking", RANKINGS)):
+            if getattr(self, name) not in options:
+                raise ConfigError(name, f"{getattr(self, name)!r} is not one of {', '.join(options)}")
+        for name, options in (("criteria", CRITERIA), ("layouts", LAYOUTS), ("user_positions", USER_POSITIONS)):
+            for v in getattr(self, name):
+                if v not in options:
+                    raise ConfigError(name, f"{v!r} is not one of {', '.join(options)}")
+        for v in self.lengths:
+            if not isinstance(v, int) or v < 1:
+                raise ConfigError("lengths", f"trigger lengths must be whole numbers >= 1, got {v!r}")
+        return self
+
+    @property
+    def ablation_on(self) -> str | None:
+        if not self.ablations:
+            return None
+        return self.ablation_task or self.tasks[0]
+
+    def command(self, store: str | None = None, out: str | None = None) -> list[str]:
+        """The study command line that reproduces these options (as argv after ``python -m paprec_core``)."""
+        argv = ["study", "--data", self.data, "--backbone", self.backbone]
+        if store or self.store:
+            argv += ["--store", str(store or self.store)]
+        if out or self.out:
+            argv += ["--out", str(out or self.out)]
+        argv += ["--preset", self.preset, "--tasks", *self.tasks, "--repetitions", str(self.repetitions)]
+        d = StudyOptions(data=self.data, backbone=self.backbone)
+        if self.budget_rounds is not None:
+            argv += ["--budget-rounds", str(self.budget_rounds)]
+        if self.criterion != d.criterion:
+            argv += ["--criterion", self.criterion]
+        if self.trigger_length != d.trigger_length:
+            argv += ["--trigger-length", str(self.trigger_length)]
+        if self.test_users is not None:
+            argv += ["--test-users", str(self.test_users)]
+        if self.ranking != d.ranking:
+            argv += ["--ranking", self.ranking]
+        if self.device != d.device:
+            argv += ["--device", self.device]
+        if self.seed != d.seed:
+            argv += ["--seed", str(self.seed)]
+        if not self.ablations:
+            argv.append("--no-ablations")
+        else:
+            if self.ablation_task is not None:
+                argv += ["--ablation-task", self.ablation_task]
+            for name, flag in (("lengths", "--lengths"), ("criteria", "--criteria"), ("layouts", "--layouts"),
+                               ("user_positions", "--user-positions")):
+                if list(getattr(self, name)) != list(getattr(d, name)):
+                    argv += [flag, *map(str, getattr(self, name))]
+        return argv
