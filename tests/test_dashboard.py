@@ -392,6 +392,15 @@ def test_ablations_compute_missing_test_results(store_env):
 
 def test_data_page_pretrains_a_backbone_in_the_background(empty_env, demo_store):
     at = app("data")
+    # the form opens on the demo backbone's recipe, read from the shipped backbone
+    demo = json.loads((Path(ui.__file__).resolve().parents[2] / "assets" / "backbone" / "backbone.json")
+                      .read_text())["recipe"]
+    assert at.radio(key="p_recipe").value == "the demo backbone's recipe"
+    assert (at.selectbox(key="p_user_tokens").value, at.checkbox(key="p_shared_user").value,
+            at.number_input(key="p_word_shift").value, at.number_input(key="p_epochs").value) == \
+        (demo["user_tokens"], demo["shared_user_vector"], demo["word_offset_max"], demo["epochs"])
+    at.radio(key="p_recipe").set_value("library defaults").run()
+    assert at.selectbox(key="p_user_tokens").value == "trained" and at.number_input(key="p_word_shift").value == 8
     at.text_input(key="p_data").set_value(str(demo_store))
     at.text_input(key="p_out").set_value(str(empty_env / "bb"))
     at.multiselect(key="p_tasks").set_value(["sequential"])

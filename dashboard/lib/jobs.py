@@ -34,6 +34,7 @@ class PretrainJob:
     finished: float | None = None
     stop_requested: bool = False
     trust_pickle: bool = False  # the user's opt-in to unpickling exp_splits.pkl
+    epoch_ended: float | None = None  # when the last epoch ended (to say when a stop takes effect)
 
     @property
     def active(self) -> bool:
@@ -41,6 +42,7 @@ class PretrainJob:
 
     def on_epoch(self, state: dict) -> None:
         self.epoch = int(state["epoch"])
+        self.epoch_ended = time.time()
         self.history = list(state.get("history", []))
         if self.stop_requested:
             raise _StopRequested()

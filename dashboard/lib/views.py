@@ -592,6 +592,49 @@ def stats_row(name: str, stats: dict) -> dict:
                                         f"{stats['max_history']}"}
 
 
+# --------------------------------------------------------------------------- pretraining
+
+DEMO_RECIPE = "the demo backbone's recipe"
+DEFAULT_RECIPE = "library defaults"
+
+
+def pretrain_recipes(defaults: dict, demo_backbone) -> dict[str, dict]:
+    """The pretraining recipes the form offers: the one the shipped demo backbone was trained with
+    (read from its ``backbone.json``, so never a stale copy) first, then the library's defaults."""
+    import json
+    from pathlib import Path
+
+    out = {}
+    try:
+        recipe = json.loads((Path(demo_backbone) / "backbone.json").read_text()).get("recipe") or {}
+        out[DEMO_RECIPE] = {**defaults, **{k: v for k, v in recipe.items() if k in defaults}}
+    except (OSError, ValueError):  # no demo backbone here: the defaults alone
+        pass
+    out[DEFAULT_RECIPE] = dict(defaults)
+    return out
+
+
+def epoch_seconds(history: list[dict]) -> list[float]:
+    """Wall time of each pretraining epoch, from the cumulative ``seconds`` of its history."""
+    out, prev = [], 0.0
+    for h in history:
+        if h.get("seconds") is None:
+            continue
+        out.append(max(float(h["seconds"]) - prev, 0.0))
+        prev = float(h["seconds"])
+    return out
+
+
+def stop_note(history: list[dict], since_epoch_end: float) -> str:
+    """What "Stop after this epoch" will take, from this job's own pace."""
+    times = epoch_seconds(history)
+    if not times:
+        return "Stops at the end of the first epoch (no epoch has ended yet to time it)."
+    pace = sum(times) / len(times)
+    return (f"Stops at the end of the current epoch: epochs take {fmt_duration(pace)} here, "
+            f"so in about {fmt_duration(max(pace - since_epoch_end, 0.0))}.")
+
+
 def references(events: list[dict]) -> dict[str, float]:
     """The Seen/Unseen manual prompts' validation score that the search recorded at its start."""
     start = next((e for e in events if e["kind"] == "run_start"), None)

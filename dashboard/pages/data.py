@@ -8,7 +8,7 @@ import streamlit as st
 
 from dashboard.lib import ui, views
 from dashboard.lib.jobs import JobBoard
-from dashboard.lib.paths import BACKBONES_DIR, resolve, shown
+from dashboard.lib.paths import BACKBONES_DIR, DEMO_BACKBONE, resolve, shown
 
 ui.header("Data & backbone", "Dataset statistics, and pretraining a small P5-style backbone on a dataset.")
 REFRESH_S = 2.0
@@ -41,45 +41,73 @@ def statistics() -> None:
         st.caption("Laid out like the paper's Table 4: density = interactions / (users × items).")
 
 
+# form key -> PretrainConfig field (the form's values overlay the chosen recipe's)
+FORM_FIELDS = {"p_epochs": "epochs", "p_dmodel": "d_model", "p_layers": "num_layers", "p_heads": "num_heads",
+               "p_dff": "d_ff", "p_batch": "batch_size", "p_lr": "lr", "p_hist": "max_history",
+               "p_vocab": "vocab_size", "p_val_users": "val_users", "p_user_tokens": "user_tokens",
+               "p_shared_user": "shared_user_vector", "p_word_shift": "word_offset_max"}
+
+
+def recipes() -> dict[str, dict]:
+    from dataclasses import asdict
+
+    from paprec_core.pretrain_config import PretrainConfig
+
+    return views.pretrain_recipes(asdict(PretrainConfig()), DEMO_BACKBONE)
+
+
+def use_recipe(recipe: dict) -> None:
+    for key, name in FORM_FIELDS.items():
+        st.session_state[key] = recipe[name]
+
+
 def launcher() -> None:
     from paprec_core.errors import PapRecError
-    from paprec_core.pretrain import USER_TOKEN_MODES, PretrainConfig
+    from paprec_core.pretrain_config import USER_TOKEN_MODES
 
     st.subheader("Pretrain a backbone")
-    d = PretrainConfig()
+    options = recipes()
+    if "p_recipe" not in st.session_state:
+        st.session_state["p_recipe"] = next(iter(options))
+        use_recipe(options[st.session_state["p_recipe"]])
+    name = st.radio("Start from", list(options), horizontal=True, key="p_recipe",
+                    on_change=lambda: use_recipe(options[st.session_state["p_recipe"]]),
+                    help="The demo backbone's recipe is read from assets/backbone/backbone.json (user tokens "
+                         "as the mean of the user's items, a shared user vector, no word-id shift); the "
+                         "fields below start from it and may be changed.")
+    recipe = options[name]
     data = st.text_input("Dataset folder", value="assets/demo", key="p_data")
     default_out = shown(BACKBONES_DIR / f"{resolve(data).name}-{time.strftime('%Y%m%d')}")
     out = st.text_input("Output folder", value=default_out, key="p_out",
                         help="Training state is checkpointed here; starting again with the same options resumes.")
     tasks = st.multiselect("Tasks", ["sequential", "matching", "explanation"], default=["sequential", "matching"],
-                           key="p_tasks")
+                           key="p_tasks", help="Explanation reads exp_splits.pkl, a pickle: only with the "
+                                               "sidebar's opt-in.")
     c1, c2, c3, c4 = st.columns(4)
-    epochs = c1.number_input("Epochs", min_value=1, value=d.epochs, key="p_epochs")
-    d_model = c2.number_input("d_model", min_value=16, value=d.d_model, step=16, key="p_dmodel")
-    layers = c3.number_input("Layers", min_value=1, value=d.num_layers, key="p_layers")
-    heads = c4.number_input("Heads", min_value=1, value=d.num_heads, key="p_heads")
+    epochs = c1.number_input("Epochs", min_value=1, key="p_epochs")
+    d_model = c2.number_input("d_model", min_value=16, step=16, key="p_dmodel")
+    layers = c3.number_input("Layers", min_value=1, key="p_layers")
+    heads = c4.number_input("Heads", min_value=1, key="p_heads")
     c5, c6, c7, c8 = st.columns(4)
-    d_ff = c5.number_input("d_ff", min_value=16, value=d.d_ff, step=64, key="p_dff")
-    batch = c6.number_input("Batch size", min_value=1, value=d.batch_size, key="p_batch")
-    lr = c7.number_input("Learning rate", min_value=1e-5, value=d.lr, format="%.4f", key="p_lr")
-    hist = c8.number_input("Max history", min_value=1, value=d.max_history, key="p_hist")
+    d_ff = c5.number_input("d_ff", min_value=16, step=64, key="p_dff")
+    batch = c6.number_input("Batch size", min_value=1, key="p_batch")
+    lr = c7.number_input("Learning rate", min_value=1e-5, format="%.4f", key="p_lr")
+    hist = c8.number_input("Max history", min_value=1, key="p_hist")
     c9, c10, c11, c12 = st.columns(4)
-    vocab = c9.number_input("Vocabulary size", min_value=100, value=d.vocab_size, step=100, key="p_vocab",
+    vocab = c9.number_input("Vocabulary", min_value=100, step=100, key="p_vocab",
                             help="SentencePiece pieces trained on the dataset's text (titles, prompts).")
-    val_users = c10.number_input("Validation users", min_value=1, value=d.val_users, step=100, key="p_val_users",
+    val_users = c10.number_input("Val. users", min_value=1, step=100, key="p_val_users",
                                  help="Users the per-epoch validation HR@5 is measured on.")
-    user_tokens = c11.selectbox("User tokens", USER_TOKEN_MODES, index=USER_TOKEN_MODES.index(d.user_tokens),
-                                key="p_user_tokens",
+    user_tokens = c11.selectbox("User tokens", USER_TOKEN_MODES, key="p_user_tokens",
                                 help="trained: free rows; fixed: kept at their start; item_mean: the mean of "
                                      "the user's training items (the demo backbone's recipe).")
-    shared_user = c12.checkbox("Shared user vector", value=d.shared_user_vector, key="p_shared_user",
-                               help="One learned vector added to every user token, so the model tells users "
-                                    "from items (the demo backbone's recipe).")
-    c13, _, _, _ = st.columns(4)
-    word_shift = c13.number_input("Word-id shift", min_value=0, value=d.word_offset_max, key="p_word_shift",
+    word_shift = c12.number_input("Word-id shift", min_value=0, key="p_word_shift",
                                   help="Whole-word ids shifted by up to this much per example, so prompts of any "
                                        "length read alike; the demo backbone uses 0, which keeps the Unseen "
                                        "prompts unfamiliar.")
+    shared_user = st.checkbox("Shared user vector", key="p_shared_user",
+                              help="One learned vector added to every user token, so the model tells users "
+                                   "from items (the demo backbone's recipe).")
     if "explanation" in tasks:
         st.caption(f"Explanation data is read from `exp_splits.pkl`, a pickle, only with the sidebar's "
                    f"**{ui.TRUST_PICKLE_LABEL}** ticked: only for folders you trust.")
@@ -90,11 +118,11 @@ def launcher() -> None:
         if not resolve(data).is_dir():
             st.error(f"{data}: dataset folder not found.")
             return
-        cfg = {"tasks": tasks, "epochs": int(epochs), "d_model": int(d_model), "num_layers": int(layers),
-               "num_heads": int(heads), "d_ff": int(d_ff), "batch_size": int(batch), "lr": float(lr),
-               "max_history": int(hist), "vocab_size": int(vocab), "val_users": int(val_users),
-               "user_tokens": user_tokens, "shared_user_vector": bool(shared_user),
-               "word_offset_max": int(word_shift)}
+        form = {"epochs": int(epochs), "d_model": int(d_model), "num_layers": int(layers), "num_heads": int(heads),
+                "d_ff": int(d_ff), "batch_size": int(batch), "lr": float(lr), "max_history": int(hist),
+                "vocab_size": int(vocab), "val_users": int(val_users), "user_tokens": user_tokens,
+                "shared_user_vector": bool(shared_user), "word_offset_max": int(word_shift)}
+        cfg = {**recipe, **form, "tasks": tasks}
         try:
             if "explanation" in tasks:  # refused here, with the way to opt in, rather than as a failed job
                 from paprec_core.data import check_pickle_opt_in
@@ -108,9 +136,26 @@ def launcher() -> None:
         st.rerun()
 
 
-def jobs_view() -> None:
-    import plotly.express as px
+def history_figure(history: list[dict]):
+    """Loss on the left axis, validation HR@5 on the right: on one axis both look flat."""
+    from plotly.subplots import make_subplots
 
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    epochs = [h["epoch"] for h in history]
+    fig.add_scatter(x=epochs, y=[h["loss"] for h in history], mode="lines+markers", name="training loss",
+                    secondary_y=False)
+    for task in dict.fromkeys(k for h in history for k in (h.get("val_HR@5") or {})):
+        fig.add_scatter(x=epochs, y=[(h.get("val_HR@5") or {}).get(task) for h in history], mode="lines+markers",
+                        name=f"val HR@5 ({task})", secondary_y=True)
+    fig.update_yaxes(title_text="training loss", secondary_y=False)
+    fig.update_yaxes(title_text="validation HR@5 (Seen prompt)", secondary_y=True, showgrid=False)
+    fig.update_xaxes(title_text="epoch")
+    ui.whole_number_axis(fig, max(epochs, default=1))
+    fig.update_layout(title="Training loss and validation HR@5")
+    return ui.style_fig(fig, 300)
+
+
+def jobs_view() -> None:
     jobs = board().list()
     if not jobs:
         return
@@ -124,21 +169,24 @@ def jobs_view() -> None:
             if job.error:
                 st.error(job.error)
             if job.history:
-                import pandas as pd
-
-                h = pd.DataFrame([{"epoch": x["epoch"], "loss": x["loss"],
-                                   **{f"val HR@5 ({k})": v for k, v in (x.get("val_HR@5") or {}).items()}}
-                                  for x in job.history])
-                fig = px.line(h, x="epoch", y=[c for c in h.columns if c != "epoch"], markers=True,
-                              title="Training loss and validation HR@5 (Seen prompt)",
-                              labels={"value": "value", "variable": "series"})
-                st.plotly_chart(ui.style_fig(fig, 280), key=f"p_fig_{job.id}")
+                st.plotly_chart(history_figure(job.history), key=f"p_fig_{job.id}")
             if job.status == "finished":
                 st.success(f"Backbone ready: use `{shown(job.out)}` as the backbone on Launch & watch.")
-            if job.active and not job.stop_requested and st.button("Stop after this epoch", key=f"p_stop_{job.id}"):
+            since = time.time() - (job.epoch_ended or job.started)
+            if job.active and not job.stop_requested and st.button(
+                    "Stop after this epoch", key=f"p_stop_{job.id}", help=views.stop_note(job.history, since)):
                 job.stop_requested = True
             if job.stop_requested and job.active:
-                st.caption("Stopping at the end of the current epoch…")
+                st.caption(views.stop_note(job.history, since))
+            if job.status in ("stopped", "failed") and st.button(
+                    "Resume", icon=":material/replay:", key=f"p_resume_{job.id}",
+                    help="Continue from the folder's last checkpoint with the same options."):
+                try:
+                    board().start(job.data, job.out, job.config, trust_pickle=job.trust_pickle)
+                except RuntimeError as e:
+                    st.error(str(e))
+                else:
+                    st.rerun()
 
 
 with ui.guard("data"):
