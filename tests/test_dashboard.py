@@ -203,6 +203,12 @@ def test_launch_page_shows_the_error_of_a_failed_run(store_env):
     assert not at.exception and "broken" in texts(at)
 
 
+def ds_sequence(store, rid, user):
+    from paprec_core.data import load_dataset
+
+    return load_dataset(store.get_run(rid)["config"]["data"]).sequences[user]
+
+
 def test_users_page_shows_history_token_and_metrics(store_env):
     store, ids = store_env
     rid = ids["personal"]
@@ -220,8 +226,13 @@ def test_users_page_shows_history_token_and_metrics(store_env):
     assert list(history["split"])[-2:] == ["validation", "test"]
     metrics = frames[1]
     assert set(metrics.columns) == {"with ?", "with own token"} and "HR@5" in metrics.index
-    finder = frames[2]
+    recs = frames[2]  # the user's top 10 under the run's prompt, the engine's own recommend()
+    assert list(recs.columns) == ["rank", "item", "title", "log p"] and len(recs) == 10
+    assert not set(recs["item"]) & set(ds_sequence(store, rid, user))
+    assert "`?` is the default user token" in shown
+    finder = frames[3]
     assert set(finder["user"]) <= set(tokens) and len(finder) >= 1
+    assert all(t.startswith("\u201c") and t.endswith("\u201d") for t in finder["token"])  # quoted: "," shows
     assert at.get("download_button")  # CSV of all tokens
     # another user, typed by id
     other = next(u for u in range(1, 61) if u not in tokens)

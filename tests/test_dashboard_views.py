@@ -143,6 +143,16 @@ def test_pretrain_recipes_and_the_stop_note(tmp_path):
     assert "first epoch" in views.stop_note([], 5.0)
 
 
+def test_tokens_stay_visible_and_a_token_that_changed_nothing_is_told():
+    assert views.quoted(",") == "\u201c,\u201d"
+    chip = views.token_chip("\u2581,")
+    assert ">,<" in chip and "pp-user" in chip
+    same = {"with ?": {"HR@5": 1.0}, "with own token": {"HR@5": 1.0}}
+    assert views.same_metrics(same)
+    assert not views.same_metrics({**same, "with own token": {"HR@5": 0.0}})
+    assert not views.same_metrics({"learned prompt": {"HR@5": 1.0}})
+
+
 def test_preferred_run_skips_failed_runs():
     runs = [{"id": 3, "status": "failed"}, {"id": 2, "status": "finished"}, {"id": 1, "status": "running"}]
     assert views.preferred_run(runs) == 1

@@ -52,3 +52,16 @@ def user_metrics(backbone, ds, cfg, task_tokens: list[int], user: int, token: in
 
 def piece_of(backbone, token_id: int) -> str:
     return backbone.tokenizer.piece(int(token_id))
+
+
+def recommendations(backbone, ds, cfg: dict, state: dict, user: int, top_k: int = 10) -> list[tuple[int, str, float]]:
+    """``(item, title, log p)`` of the user's top items under the run's prompt, by the very path
+    ``python -m paprec_core export`` + ``recommend`` takes (a prompt pack, here in a temporary file)."""
+    import tempfile
+    from pathlib import Path
+
+    from paprec_core.pack import export_pack, load_pack, recommend
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pack = load_pack(export_pack(Path(tmp) / "pack.json", cfg, state, backbone, ds))
+    return recommend(pack, backbone, ds, int(user), top_k=top_k)

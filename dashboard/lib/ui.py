@@ -131,6 +131,12 @@ def user_metrics(run_id: int, cfg: dict, task_tokens: tuple, user: int, token: i
     return engine.user_metrics(backbone(cfg["backbone"]), dataset_of(cfg), c, list(task_tokens), user, token)
 
 
+@st.cache_data(show_spinner="Ranking this user's items…", max_entries=256)
+def recommendations(run_id: int, cfg: dict, state: dict, user: int) -> list[tuple[int, str, float]]:
+    """Top-10 items for a user under a run's last prompt (keyed by the state, so a later round ranks again)."""
+    return engine.recommendations(backbone(cfg["backbone"]), dataset_of(cfg), cfg, state, user)
+
+
 def compute_results(run: dict, repetitions: int = 5, progress=None) -> dict:
     """Test the run's learned prompt against the manual ones (``compare_prompts``) and save the
     results in the store. PapRecError when the run has no completed round."""
@@ -269,6 +275,18 @@ def whole_number_axis(fig, last: float | None, axis: str = "x") -> None:
     """Ticks on whole numbers only (rounds, epochs): plotly puts 0.5 steps on a short axis."""
     update = fig.update_xaxes if axis == "x" else fig.update_yaxes
     update(tickmode="linear", tick0=0, dtick=views.whole_tick_step(last), tickformat="d", rangemode="tozero")
+
+
+def chart(fig, key: str, height: int = 320, where=None) -> None:
+    """A styled figure with its title above it as text: inside the figure, plotly's hover toolbar
+    (top right) covers a title that spans a narrow column."""
+    title = fig.layout.title.text
+    style_fig(fig, height)
+    fig.update_layout(title_text=None, margin=dict(t=40))
+    where = where or st
+    if title:
+        where.markdown(f"**{title}**")
+    where.plotly_chart(fig, key=key)
 
 
 def style_fig(fig, height: int = 320):

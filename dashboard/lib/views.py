@@ -410,6 +410,28 @@ def starting_phase(events: list[dict]) -> str | None:
 # --------------------------------------------------------------------------- users and tokens
 
 
+def quoted(token: str) -> str:
+    """A token as text a reader can see whatever it is: quoted (``","`` stays visible in a table,
+    a chart axis or a sentence)."""
+    return f"\u201c{token}\u201d"
+
+
+def token_chip(piece: str) -> str:
+    """One user token as a chip (HTML), the ``▁`` dropped."""
+    return f'<span class="pp-chip pp-user" title="{html.escape(piece)}">{html.escape(piece_text(piece))}</span>'
+
+
+def same_metrics(m: dict[str, dict]) -> bool:
+    """Whether every prompt variant of a user's metrics scored the same (the token changed nothing)."""
+    rows = list(m.values())
+    return len(rows) > 1 and all(r == rows[0] for r in rows[1:])
+
+
+DEFAULT_TOKEN_NOTE = ("`?` is the default user token: every user starts with it, and keeps it until a user-token "
+                      "round finds a token that scores better on that user's validation row (users without "
+                      "training or validation rows always keep it).")
+
+
 def token_pieces(events: list[dict]) -> dict[int, str]:
     """{user: token piece} from the ``user_update`` events (later updates win)."""
     out: dict[int, str] = {}

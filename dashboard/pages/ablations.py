@@ -94,12 +94,12 @@ def batch_view(study: studies.Study, group: str) -> None:
             fig = px.bar(plot, x="variant", y="best validation score",
                          title=f"Best validation score by {study.title.lower()}", labels={"variant": study.title})
         cols = st.columns(2 if study.key == "criterion" else 1)
-        cols[0].plotly_chart(ui.style_fig(fig), key=f"a_fig_{study.key}")
+        ui.chart(fig, f"a_fig_{study.key}", where=cols[0])
         if study.key == "criterion":
             t = plot.dropna(subset=["s / round"])
             fig2 = px.bar(t, x="variant", y="s / round", title="Time per round",
                           labels={"variant": "criterion", "s / round": "seconds per round"})
-            cols[1].plotly_chart(ui.style_fig(fig2), key="a_fig_time")
+            ui.chart(fig2, "a_fig_time", where=cols[1])
     missing = [r for r in runs if r["status"] in ("finished", "stopped") and not ui.store().results(r["id"])]
     if missing:
         st.caption(f"Test columns appear once the runs' test results are computed ({len(missing)} missing).")

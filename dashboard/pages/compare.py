@@ -48,7 +48,7 @@ def show(results: dict, run: dict) -> None:
     long = views.results_long(results)
     fig = px.bar(long, x="metric", y="value", color="prompt", barmode="group", title="Test metrics per prompt",
                  labels={"value": "value", "metric": "metric", "prompt": "prompt"})
-    st.plotly_chart(ui.style_fig(fig, 360), key="c_bars")
+    ui.chart(fig, "c_bars", 360)
     st.download_button("Download results (JSON)", json.dumps(results, indent=2).encode(),
                        file_name=f"run-{run['id']}-results.json", mime="application/json",
                        icon=":material/download:")

@@ -152,7 +152,7 @@ def history_figure(history: list[dict]):
     fig.update_xaxes(title_text="epoch")
     ui.whole_number_axis(fig, max(epochs, default=1))
     fig.update_layout(title="Training loss and validation HR@5")
-    return ui.style_fig(fig, 300)
+    return fig
 
 
 def jobs_view() -> None:
@@ -169,7 +169,7 @@ def jobs_view() -> None:
             if job.error:
                 st.error(job.error)
             if job.history:
-                st.plotly_chart(history_figure(job.history), key=f"p_fig_{job.id}")
+                ui.chart(history_figure(job.history), f"p_fig_{job.id}", 300)
             if job.status == "finished":
                 st.success(f"Backbone ready: use `{shown(job.out)}` as the backbone on Launch & watch.")
             since = time.time() - (job.epoch_ended or job.started)

@@ -114,7 +114,7 @@ def curve_figure(curve, refs: dict[str, float], cfg: dict):
     ui.whole_number_axis(fig, max((max(t.x, default=0) for t in fig.data), default=0))
     fig.update_yaxes(title=criterion_label(cfg))
     fig.update_layout(title="Validation score per round")
-    return ui.style_fig(fig)
+    return fig
 
 
 def criterion_label(cfg: dict) -> str:
@@ -181,7 +181,7 @@ def live_view(run_id: int) -> None:
         # the search scores the manual prompts on its own validation users when it starts
         refs = views.references(events) if st.session_state.get("w_refs", True) else {}
         if not curve.empty:
-            st.plotly_chart(curve_figure(curve, refs, cfg), key=f"curve_{run_id}")
+            ui.chart(curve_figure(curve, refs, cfg), f"curve_{run_id}")
         log = views.swap_log(events)
         st.markdown("**Swaps**")
         if log.empty:

@@ -40,7 +40,7 @@ def compare_two(a: int, b: int) -> None:
     ui.whole_number_axis(fig, max((max(t.x, default=0) for t in fig.data), default=0))
     fig.update_yaxes(title="validation score")
     fig.update_layout(title="Validation score per round")
-    st.plotly_chart(ui.style_fig(fig), key="r_cmp_fig")
+    ui.chart(fig, "r_cmp_fig")
     diff = views.config_diff(ra["config"], rb["config"])
     st.markdown("**Settings that differ**")
     if diff.empty:

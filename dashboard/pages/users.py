@@ -7,6 +7,7 @@ import streamlit as st
 from dashboard.lib import ui, views
 
 ui.header("Users", "Per-user tokens of a run: look up one user, or see how the tokens spread over all users.")
+ui.inject_css()
 
 
 def one_user(run: dict, ds, state: dict | None, user_tokens: dict[int, int], pieces: dict[int, str]) -> None:
@@ -22,10 +23,12 @@ def one_user(run: dict, ds, state: dict | None, user_tokens: dict[int, int], pie
     token = user_tokens.get(int(user))
     if cfg.get("personalized"):
         if token is None:
-            st.markdown(f"User **{user}** keeps the default token **`?`**.")
+            st.markdown(f"User **{user}** keeps the default token {views.token_chip('?')}.", unsafe_allow_html=True)
         else:
-            piece = views.piece_text(pieces.get(int(user), f"#{token}"))
-            st.markdown(f"User **{user}** received the token **`{piece}`** (id {token}).")
+            piece = pieces.get(int(user), f"#{token}")
+            st.markdown(f"User **{user}** received the token {views.token_chip(piece)} (id {token}).",
+                        unsafe_allow_html=True)
+        st.caption(views.DEFAULT_TOKEN_NOTE)
     hist = views.history_frame(ds.sequences[user], ds.item_label)
     st.markdown("**History**")
     st.dataframe(hist, hide_index=True, width="stretch", height=min(38 + 35 * len(hist), 300))
@@ -42,6 +45,17 @@ def one_user(run: dict, ds, state: dict | None, user_tokens: dict[int, int], pie
         st.dataframe(table, width="stretch")
         if cfg.get("personalized") and token is None:
             st.caption("This user has no own token, so both prompts are the same.")
+        elif cfg.get("personalized") and views.same_metrics(m):
+            st.caption("The user's own token changed nothing here: with `?` and with it, the validation "
+                       "item ranks the same (one validation example, so one rank decides every metric).")
+    if cfg.get("task") != "explanation":
+        with ui.guard("recommendations"):
+            items = ui.recommendations(run["id"], cfg, state, int(user))
+            st.markdown("**Top 10 recommendations** (items the user has not had, under this run's prompt"
+                        + (" and the user's token" if cfg.get("personalized") else "") + ")")
+            st.dataframe([{"rank": i, "item": item, "title": label, "log p": views.fmt_score(score, 3)}
+                          for i, (item, label, score) in enumerate(items, 1)], hide_index=True, width="stretch")
+            st.caption("log p: the backbone's log-probability of the item as the answer (nearer 0 is likelier).")
 
 
 def all_users(run: dict, ds, user_tokens: dict[int, int], pieces: dict[int, str]) -> None:
@@ -51,19 +65,21 @@ def all_users(run: dict, ds, user_tokens: dict[int, int], pieces: dict[int, str]
     frame = views.user_token_frame(user_tokens, pieces)
     n_users = len(ds.sequences)
     st.markdown(f"**{len(frame):,}** of {n_users:,} users have their own token; the other "
-                f"{n_users - len(frame):,} keep `?`.")
+                f"{n_users - len(frame):,} keep the default token `?`.")
     if frame.empty:
         st.caption("No user has a token yet.")
         return
     counts = views.token_counts(frame)
-    top = counts.head(30)
-    fig = px.bar(top, x="token", y="users", title=f"Users per token (top {len(top)} of {len(counts)} tokens)",
-                 labels={"token": "token", "users": "users"})
+    top = counts.head(30).assign(shown=lambda d: d["token"].map(views.quoted))
+    fig = px.bar(top, x="shown", y="users", title=f"Users per token (top {len(top)} of {len(counts)} tokens)",
+                 labels={"shown": "token", "users": "users"})
     fig.update_xaxes(type="category")
-    st.plotly_chart(ui.style_fig(fig), key="u_counts")
+    ui.chart(fig, "u_counts")
+    per_token = dict(zip(counts["token"], counts["users"]))
     token = st.selectbox("Find the users who got a token", counts["token"].tolist(), key="u_token",
-                         format_func=lambda t: f"{t}  ({int(counts.set_index('token').at[t, 'users'])} users)")
-    st.dataframe(frame[frame["token"] == token], hide_index=True, width="stretch", height=220)
+                         format_func=lambda t: f"{views.quoted(t)}  ({int(per_token[t])} users)")
+    st.dataframe(frame[frame["token"] == token].assign(token=lambda d: d["token"].map(views.quoted)),
+                 hide_index=True, width="stretch", height=220)
     st.download_button("Download all user tokens (CSV)", frame.to_csv(index=False).encode(),
                        file_name=f"run-{run['id']}-user-tokens.csv", mime="text/csv", icon=":material/download:")
 
