@@ -360,7 +360,24 @@ def test_ablations_page_shows_a_batch(store_env):
     batch = next(f for f in frames if "variant" in f.columns)
     assert list(batch["variant"]) == ["prefix", "prefix+suffix", "suffix"]
     assert {"best validation score", "s / round"} <= set(batch.columns)
-    assert batch["s / round"].notna().all()
+    assert all(v != "–" and len(v.split(".")[1]) == 2 for v in batch["s / round"])  # every variant timed
+    assert all(len(v.split(".")[1]) == 4 for v in batch["best validation score"])  # one number of decimals
+    import plotly.io
+
+    from dashboard.lib.views import score_range
+
+    fig = plotly.io.from_json(at.get("plotly_chart")[0].proto.spec)
+    lines = [a.text for a in fig.layout.annotations]
+    assert any(t.startswith("Seen manual") for t in lines) and any(t.startswith("Unseen manual") for t in lines)
+    y = fig.data[0].y
+    if isinstance(y, dict):  # plotly 6 sends arrays base64-encoded
+        import base64
+
+        import numpy as np
+
+        y = np.frombuffer(base64.b64decode(y["bdata"]), dtype=y["dtype"])
+    values = [*map(float, y), *(sh.y0 for sh in fig.layout.shapes)]
+    assert list(fig.layout.yaxis.range) == pytest.approx(score_range(values))  # around the scores, not from 0
 
 
 def test_ablations_launch_queues_one_run_per_variant(store_env, demo_store, demo_backbone_dir):
@@ -369,6 +386,7 @@ def test_ablations_launch_queues_one_run_per_variant(store_env, demo_store, demo
     at.text_input(key="a_data").set_value(str(demo_store))
     at.text_input(key="a_backbone").set_value(str(demo_backbone_dir))
     at.number_input(key="a_epochs").set_value(1)
+    at.radio(key="a_study").set_value("criterion").run()
     at.button(key="a_launch_criterion").click()
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
@@ -398,7 +416,7 @@ def test_ablations_compute_missing_test_results(store_env):
     at.run()
     assert not at.exception and not at.error, [e.value for e in at.error]
     batch = next(d.value for d in at.dataframe if "variant" in d.value.columns)
-    assert "test HR@5" in batch.columns and batch["test HR@5"].notna().all()
+    assert "test HR@5" in batch.columns and all(v != "–" for v in batch["test HR@5"])
 
 
 def test_data_page_pretrains_a_backbone_in_the_background(empty_env, demo_store):

@@ -153,6 +153,17 @@ def test_tokens_stay_visible_and_a_token_that_changed_nothing_is_told():
     assert not views.same_metrics({"learned prompt": {"HR@5": 1.0}})
 
 
+def test_ablation_axis_and_cells():
+    assert views.score_range([0.698, 0.708]) == pytest.approx([0.693, 0.713])
+    assert views.score_range([0.60, 0.70]) == pytest.approx([0.575, 0.725])
+    assert views.score_range([0.5]) == pytest.approx([0.495, 0.505]) and views.score_range([None]) is None
+    import pandas as pd
+
+    cells = views.table_cells(pd.DataFrame({"score": [0.346, 0.1075, None], "s / round": [1.0, 2.345, None]}),
+                              {"s / round": 2})
+    assert list(cells["score"]) == ["0.3460", "0.1075", "–"] and list(cells["s / round"]) == ["1.00", "2.35", "–"]
+
+
 def test_preferred_run_skips_failed_runs():
     runs = [{"id": 3, "status": "failed"}, {"id": 2, "status": "finished"}, {"id": 1, "status": "running"}]
     assert views.preferred_run(runs) == 1

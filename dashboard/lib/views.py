@@ -614,6 +614,32 @@ def stats_row(name: str, stats: dict) -> dict:
                                         f"{stats['max_history']}"}
 
 
+# --------------------------------------------------------------------------- ablations
+
+
+def score_range(values: list[float | None], pad: float = 0.25, least: float = 0.01) -> list[float] | None:
+    """A value axis around the values (and reference lines) instead of from 0, where 0.698 and
+    0.708 look alike: the span of the values plus ``pad`` of it on each side, at least ``least``."""
+    xs = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not xs:
+        return None
+    lo, hi = min(xs), max(xs)
+    margin = max((hi - lo) * pad, least / 2)
+    return [lo - margin, hi + margin]
+
+
+def table_cells(df: pd.DataFrame, digits: dict[str, int] | None = None, default: int = 4) -> pd.DataFrame:
+    """Numbers as text with one number of decimals per column (``digits``; 4 otherwise) and
+    ``–`` where there is none yet (a running variant), so a table never mixes 0.346 and 0.1075."""
+    digits = digits or {}
+    out = df.copy()
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]) or out[col].map(lambda v: isinstance(v, float)).any():
+            out[col] = [fmt_score(v if v is None or isinstance(v, (int, float)) else None, digits.get(col, default))
+                        if not isinstance(v, str) else v for v in out[col]]
+    return out
+
+
 # --------------------------------------------------------------------------- pretraining
 
 DEMO_RECIPE = "the demo backbone's recipe"

@@ -51,15 +51,18 @@ def launch(study: studies.Study, base: dict) -> None:
 
 
 def batch_frame(study: studies.Study, runs: list[dict]):
+    """One row per variant, and the Seen/Unseen manual prompts' validation score that the runs
+    measured at their start (the same validation users for every variant)."""
     import pandas as pd
 
     store = ui.store()
-    rows = []
+    rows, refs = [], {}
     for r in sorted(runs, key=lambda r: r["id"]):
         full = store.get_run(r["id"])
         value = full["config"].get(study.field)
         events = store.events(r["id"], kinds=["run_start", "validation", "round_end"])
         res = store.results(r["id"])
+        refs = refs or views.references(events)
         row = {"variant": studies.variant_label(study, value), "value": value, "run": r["id"],
                "status": r["status"], "rounds": r.get("rounds") or 0,
                "best validation score": r.get("best_score"), "s / round": views.seconds_per_round(events),
@@ -69,7 +72,7 @@ def batch_frame(study: studies.Study, runs: list[dict]):
             for m, v in last["metrics"].items():
                 row[f"test {m}"] = v
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), refs
 
 
 def batch_view(study: studies.Study, group: str) -> None:
@@ -79,10 +82,8 @@ def batch_view(study: studies.Study, group: str) -> None:
     if not runs:
         st.caption("This batch has no runs left.")
         return
-    df = batch_frame(study, runs)
-    st.dataframe(df.drop(columns=["value"]), hide_index=True, width="stretch",
-                 column_config={"best validation score": st.column_config.NumberColumn(format="%.4f"),
-                                "s / round": st.column_config.NumberColumn(format="%.2f")})
+    df, refs = batch_frame(study, runs)
+    st.dataframe(views.table_cells(df.drop(columns=["value"]), {"s / round": 2}), hide_index=True, width="stretch")
     plot = df.dropna(subset=["best validation score"])
     if not plot.empty:
         if study.chart == "line":
@@ -91,8 +92,12 @@ def batch_view(study: studies.Study, group: str) -> None:
                           labels={"value": study.title, "best validation score": "best validation score"})
             fig.update_xaxes(tickvals=list(study.values))
         else:
-            fig = px.bar(plot, x="variant", y="best validation score",
+            fig = px.bar(plot, x="variant", y="best validation score", text_auto=".4f",
                          title=f"Best validation score by {study.title.lower()}", labels={"variant": study.title})
+        for i, (name, value) in enumerate(refs.items()):
+            fig.add_hline(y=value, line=dict(color=ui.REF_COLOR, dash="dash" if i == 0 else "dashdot", width=1.5),
+                          annotation_text=f"{name}: {value:.4f}", annotation_position="top left")
+        fig.update_yaxes(range=views.score_range([*plot["best validation score"], *refs.values()]))
         cols = st.columns(2 if study.key == "criterion" else 1)
         ui.chart(fig, f"a_fig_{study.key}", where=cols[0])
         if study.key == "criterion":
@@ -137,8 +142,8 @@ def study_tab(study: studies.Study, base: dict, all_runs: list[dict]) -> None:
 with ui.guard("ablations"):
     base = base_settings()
     all_runs = ui.store().list_runs()
-    tabs = st.tabs([s.title for s in studies.STUDIES.values()])
-    for tab, study in zip(tabs, studies.STUDIES.values()):
-        with tab:
-            with ui.guard(study.title):
-                study_tab(study, base, all_runs)
+    # one study drawn at a time: tabs would build every study's tables and charts on each load
+    key = st.radio("Study", list(studies.STUDIES), horizontal=True, key="a_study",
+                   format_func=lambda k: studies.STUDIES[k].title)
+    with ui.guard(studies.STUDIES[key].title):
+        study_tab(studies.STUDIES[key], base, all_runs)
