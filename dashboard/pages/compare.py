@@ -69,7 +69,7 @@ with ui.guard("compare"):
 
         planned = views.planned_prompts(run["config"], list(paper_suffix_row(store, run_id)))
         st.info(f"This run has no test results yet. Computing them evaluates {views.count_words(len(planned))} "
-                f"prompts ({', '.join(planned)}) on the test split (about as long as a few search rounds).",
+                f"prompts ({', '.join(planned)}) on every user of the test split, with a beam of 20.",
                 icon=":material/info:")
         reps = st.number_input("Repeated test runs (matching re-draws its negatives each time)", min_value=1,
                                max_value=10, value=5, step=1, key="c_reps")
