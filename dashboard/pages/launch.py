@@ -190,7 +190,11 @@ def live_view(run_id: int) -> None:
         else:
             st.caption(views.last_decision(events))
             st.dataframe(log, hide_index=True, height=260, width="stretch",
-                         column_config={"round": st.column_config.NumberColumn("round", width="small")})
+                         column_config={"round": st.column_config.NumberColumn("round", width=60),
+                                        "position": st.column_config.TextColumn("position", width=70),
+                                        "change": st.column_config.TextColumn("change", width="large"),
+                                        "score": st.column_config.TextColumn("score", width=130),
+                                        "kept": st.column_config.TextColumn("kept", width=110)})
         end = next((e for e in reversed(events) if e["kind"] == "run_end"), None)
         if end:
             st.success(f"Ended ({end['data'].get('status')}) after {end['round']} rounds: best validation "

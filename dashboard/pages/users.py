@@ -31,7 +31,11 @@ def one_user(run: dict, ds, state: dict | None, user_tokens: dict[int, int], pie
         st.caption(views.DEFAULT_TOKEN_NOTE)
     hist = views.history_frame(ds.sequences[user], ds.item_label)
     st.markdown("**History**")
-    st.dataframe(hist, hide_index=True, width="stretch", height=min(38 + 35 * len(hist), 300))
+    st.dataframe(hist, hide_index=True, width="stretch", height=min(38 + 35 * len(hist), 300),
+                 column_config={"#": st.column_config.NumberColumn("#", width=40),
+                                "item": st.column_config.NumberColumn("item", width=60),
+                                "label": st.column_config.TextColumn("label", width=170),
+                                "split": st.column_config.TextColumn("split", width=90)})
     if state is None:
         st.caption("No completed round yet: metrics appear once the run has a prompt.")
         return
@@ -70,11 +74,14 @@ def all_users(run: dict, ds, user_tokens: dict[int, int], pieces: dict[int, str]
         st.caption("No user has a token yet.")
         return
     counts = views.token_counts(frame)
-    top = counts.head(30).assign(shown=lambda d: d["token"].map(views.quoted))
-    fig = px.bar(top, x="shown", y="users", title=f"Users per token (top {len(top)} of {len(counts)} tokens)",
+    top = counts.head(15).assign(shown=lambda d: d["token"].map(views.quoted))
+    # horizontal bars: a token's label reads level, however many there are
+    fig = px.bar(top, x="users", y="shown", orientation="h",
+                 title=f"Users per token (top {len(top)} of {len(counts)} tokens)",
                  labels={"shown": "token", "users": "users"})
-    fig.update_xaxes(type="category")
-    ui.chart(fig, "u_counts")
+    fig.update_yaxes(type="category", autorange="reversed")
+    ui.whole_number_axis(fig, int(top["users"].max()))
+    ui.chart(fig, "u_counts", height=80 + 24 * len(top))
     per_token = dict(zip(counts["token"], counts["users"]))
     token = st.selectbox("Find the users who got a token", counts["token"].tolist(), key="u_token",
                          format_func=lambda t: f"{views.quoted(t)}  ({int(per_token[t])} users)")
