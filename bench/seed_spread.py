@@ -32,6 +32,7 @@ from _common import DEFAULT_BACKBONE, DEFAULT_DATA, require_backbone, require_da
 from paprec_core.compare import compare_prompts, verdicts  # noqa: E402
 from paprec_core.layout_choice import (PAPER_SUFFIX_ROW, paper_suffix_row, run_choice, shape_label,  # noqa: E402
                                        start_choice)
+from paprec_core.executors import run_batch  # noqa: E402
 from paprec_core.runner import execute_run, load_inputs  # noqa: E402
 from paprec_core.search.config import SearchConfig  # noqa: E402
 from paprec_core.store import RunStore  # noqa: E402
@@ -44,7 +45,7 @@ def one_seed(store: RunStore, base: dict, seed: int, choose: bool) -> dict:
     cfg = SearchConfig.preset(preset, **base, seed=seed).validate()
     t0 = time.perf_counter()
     if choose:
-        choice = run_choice(store, start_choice(store, cfg, f"seed {seed}"), lambda rid: execute_run(store, rid))
+        choice = run_choice(store, start_choice(store, cfg, f"seed {seed}"), lambda ids: run_batch(store, ids))
         rid = choice.chosen
     else:
         rid = store.create_run(cfg, f"seed {seed}")

@@ -84,6 +84,12 @@ def cmd_search(args) -> None:
     if args.choose_layout:
         _choose_layout(store, cfg, args)
         return
+    if args.seeds:
+        _repeat_seeds(store, cfg, args)
+        return
+    if args.executor != "local":
+        raise ConfigError("executor", "one search runs here; --executor applies to batches "
+                                      "(--seeds N, --choose-layout, study)")
     run_id = store.create_run(cfg, args.name, args.group)
     print(f"run {run_id} ({store.get_run(run_id)['name']}) -> {store.path}", flush=True)
     _foreground(store, run_id, cfg, resume=False, trust_pickle=args.trust_pickle)
@@ -93,23 +99,88 @@ def _choose_layout(store, cfg: SearchConfig, args) -> None:
     """One search per shape of the paper (see layout_choice), then the best on validation."""
     from .layout_choice import run_choice, shape_label, start_choice
 
-    if args.group:
-        raise ConfigError("group", "--choose-layout names its own group ('layout choice: ...'); drop --group")
+    if args.group or args.seeds:
+        raise ConfigError("group" if args.group else "seeds",
+                          "--choose-layout names its own group ('layout choice: ...'); drop it")
     choice = start_choice(store, cfg, args.name)
     print(f"{choice.group}: runs {', '.join(map(str, choice.runs))} -> {store.path}", flush=True)
-
-    def execute(rid: int) -> str:
-        print(f"\n== run {rid}: {shape_label(choice.runs[rid])}", flush=True)
-        _foreground(store, rid, choice.runs[rid], resume=False, trust_pickle=args.trust_pickle)
-        return store.get_run(rid)["status"]
-
-    choice = run_choice(store, choice, execute)
+    choice = run_choice(store, choice, lambda ids: _batch_foreground(store, ids, args))
     print("\nvalidation score of each shape (the best prompt each search found):")
     for rid, score in choice.scores.items():
         mark = "  <- chosen" if rid == choice.chosen else ""
-        print(f"  run {rid}  {shape_label(choice.runs[rid]):<22} {score:.4f}{mark}")
-    print(f"chosen: run {choice.chosen}; test it with: python -m paprec_core compare {choice.chosen} "
-          f"--store {store.path}  (the pure-suffix run {choice.paper_suffix} is reported beside it)")
+        shown = "n/a" if score is None else f"{score:.4f}"
+        print(f"  run {rid}  {shape_label(choice.runs[rid]):<22} {shown}{mark}")
+    if choice.chosen is not None:
+        print(f"chosen: run {choice.chosen}; test it with: python -m paprec_core compare {choice.chosen} "
+              f"--store {store.path}  (the pure-suffix run {choice.paper_suffix} is reported beside it)")
+
+
+def _repeat_seeds(store, cfg: SearchConfig, args) -> None:
+    """The same search with seeds cfg.seed, cfg.seed + 1, ...: one batch, one group."""
+    import statistics
+    from dataclasses import replace
+
+    if args.seeds < 1:
+        raise ConfigError("seeds", f"must be a whole number >= 1, got {args.seeds}")
+    base = args.name or f"{cfg.task}{' personalized' if cfg.personalized else ''}"
+    group = args.group or f"seeds: {base}, {args.seeds} from seed {cfg.seed}"
+    ids = [store.create_run(replace(cfg, seed=cfg.seed + i), f"{base} seed {cfg.seed + i}", group)
+           for i in range(args.seeds)]
+    print(f"{group}: runs {', '.join(map(str, ids))} -> {store.path}", flush=True)
+    statuses = _batch_foreground(store, ids, args)
+    print("\nbest validation score per seed:")
+    scores = []
+    for rid in ids:
+        run = store.get_run(rid)
+        score = run.get("best_score")
+        if score is not None and statuses.get(rid) == "finished":
+            scores.append(score)
+        print(f"  run {rid}  seed {run['config']['seed']}  {statuses.get(rid, run['status']):<9} "
+              f"{'n/a' if score is None else f'{score:.4f}'}")
+    if len(scores) > 1:
+        print(f"mean {statistics.mean(scores):.4f}, sd {statistics.stdev(scores):.4f} over {len(scores)} "
+              "finished runs; test each with: python -m paprec_core compare RUN_ID")
+
+
+def _batch_foreground(store, ids: list[int], args) -> dict[int, str]:
+    """Run a batch with the chosen executor; Ctrl-C or SIGTERM stops it cleanly (every run resumable)."""
+    from .executors import run_batch
+
+    stop = {"requested": False}
+
+    def on_signal(signum, frame):
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+        print("\nstopping the batch after the current batch of work (again to abort) ...", file=sys.stderr,
+              flush=True)
+
+    printers: list[Printer] = []
+
+    def printer(rid: int) -> Printer:
+        run = store.get_run(rid)
+        print(f"\n== run {rid}: {run['name']}", flush=True)
+        printers.append(Printer(SearchConfig.from_dict(run["config"])))
+        return printers[-1]
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        if args.executor == "ray":
+            where = args.ray_address or f"a local Ray ({args.workers or 'all'} CPUs)"
+            print(f"running {len(ids)} runs on {where}; watch them with 'runs' or the dashboard", flush=True)
+        statuses = run_batch(store, ids, args.executor, ray_address=args.ray_address, workers=args.workers,
+                             should_stop=lambda: stop["requested"], trust_pickle=args.trust_pickle,
+                             listener_for=printer if args.executor == "local" else None)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for p in printers:
+            p.close()
+    if stop["requested"]:
+        print(f"batch stopped; continue a run with: python -m paprec_core resume RUN_ID --store {store.path}",
+              file=sys.stderr)
+        raise SystemExit(130)
+    return statuses
 
 
 def cmd_resume(args) -> None:
@@ -362,6 +433,13 @@ def register(sub) -> None:
     s.add_argument("--choose-layout", dest="choose_layout", action="store_true",
                    help="search each of the paper's shapes (suffix l = 5 and 6, prefix+suffix, prefix) and "
                         "choose the best on validation (section 5.1.5)")
+    s.add_argument("--seeds", type=int, help="run the same search with N seeds (from --seed on) as one batch")
+    s.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="where a batch (--seeds, --choose-layout) runs: here, one after another (local, "
+                        "default), or on Ray")
+    s.add_argument("--ray-address", dest="ray_address",
+                   help="an existing Ray cluster (ray start --head prints it); default: a local Ray")
+    s.add_argument("--workers", type=int, help="CPUs of the local Ray (default: all of this machine's)")
     s.add_argument("--accept-z", dest="accept_z", type=float,
                    help="keep a swap only when its paired validation gain exceeds this many standard errors "
                         "(default 0: any gain, the paper's rule; 1.645: one-sided p < 0.05)")

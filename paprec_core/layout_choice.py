@@ -93,16 +93,12 @@ def choice_of_run(store: RunStore, run_id: int) -> LayoutChoice | None:
 
 
 def run_choice(store: RunStore, choice: LayoutChoice,
-               execute: Callable[[int], str]) -> LayoutChoice:
-    """Search every shape that has not finished (``execute(run_id)`` runs or resumes one and
-    returns its status), then read the scores back. Stops at the first run that does not
-    finish, so a stopped choice resumes where it was."""
-    for rid in choice.runs:
-        status = store.get_run(rid)["status"]
-        if status == "finished":
-            continue
-        if execute(rid) != "finished":
-            break
+               run_many: Callable[[list[int]], dict[int, str]]) -> LayoutChoice:
+    """Search every shape that has not finished (``run_many(run_ids)`` runs or resumes them, e.g.
+    :func:`paprec_core.executors.run_batch`), then read the scores back."""
+    unfinished = [rid for rid in choice.runs if store.get_run(rid)["status"] != "finished"]
+    if unfinished:
+        run_many(unfinished)
     return read_choice(store, choice.group)
 
 

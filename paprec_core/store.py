@@ -186,8 +186,12 @@ def _describe(e: sqlite3.Error) -> str:
 
 
 class RunStore:
-    def __init__(self, path: str | Path | None = None):
+    def __init__(self, path: str | Path | None = None, owner: str | None = None):
+        """``owner``: who executes the runs this object writes for (default: this process,
+        :func:`owner_tag`); a store writer that serves remote workers passes the worker's tag, so
+        that a worker's death reads as its run's interruption."""
         self.path = Path(path).expanduser() if path is not None else default_store_path()
+        self._owner = owner
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -200,6 +204,9 @@ class RunStore:
         except PapRecError as e:
             raise PapRecError(f"{self.path}: not a usable run store: {str(e).removeprefix(f'{self.path}: ')}") \
                 from None
+
+    def owner(self) -> str:
+        return self._owner or owner_tag()
 
     def _open_schema(self, con) -> None:
         """Create the schema in a new (empty) file, else check it is ours and of this version,
@@ -286,7 +293,7 @@ class RunStore:
                 "INSERT INTO runs (name, grp, status, task, data, backbone, personalized, config, created_at, owner) "
                 "VALUES (?, ?, 'queued', ?, ?, ?, ?, ?, ?, ?)",
                 (name, group, cfg.task, str(cfg.data), str(cfg.backbone), int(bool(cfg.personalized)),
-                 dumps(cfg.to_dict()), time.time(), owner_tag()))
+                 dumps(cfg.to_dict()), time.time(), self.owner()))
             run_id = cur.lastrowid
             if not name:
                 name = f"{cfg.task}{' personalized' if cfg.personalized else ''} #{run_id}"
@@ -302,10 +309,10 @@ class RunStore:
             self._require(con, run_id)
             if status == "running":
                 con.execute("UPDATE runs SET status = ?, error = NULL, owner = ?, finished_at = NULL, "
-                            "started_at = COALESCE(started_at, ?) WHERE id = ?", (status, owner_tag(), now, run_id))
+                            "started_at = COALESCE(started_at, ?) WHERE id = ?", (status, self.owner(), now, run_id))
             elif status == "queued":  # queued by this process: it dies, the run reads interrupted
                 con.execute("UPDATE runs SET status = ?, error = ?, finished_at = NULL, owner = ? WHERE id = ?",
-                            (status, error, owner_tag(), run_id))
+                            (status, error, self.owner(), run_id))
             else:
                 con.execute("UPDATE runs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
                             (status, error, now, run_id))
@@ -381,7 +388,7 @@ class RunStore:
                             (run_id, counter[0] + 1, int(event.round), event.kind, dumps(data), now))
                 if event.kind == "run_start":
                     con.execute("UPDATE runs SET status = 'running', error = NULL, owner = ?, finished_at = NULL, "
-                                "started_at = COALESCE(started_at, ?) WHERE id = ?", (owner_tag(), now, run_id))
+                                "started_at = COALESCE(started_at, ?) WHERE id = ?", (self.owner(), now, run_id))
                 elif event.kind == "round_end":
                     if removed:
                         con.executemany("DELETE FROM user_tokens WHERE run_id = ? AND user = ?",

@@ -97,14 +97,15 @@ def test_a_layout_choice_keeps_the_best_on_validation_and_reports_the_suffix_bes
     from paprec_core.compare import compare_prompts
     from paprec_core.layout_choice import (PAPER_SUFFIX_ROW, choice_of_run, paper_suffix_row, run_choice,
                                            start_choice)
-    from paprec_core.runner import execute_run, load_inputs
+    from paprec_core.executors import run_batch
+    from paprec_core.runner import load_inputs
     from paprec_core.store import RunStore
 
     store = RunStore(tmp_path / "runs.sqlite")
     cfg = make_config(personalized=False, trigger_length=2, max_rounds=2)
     choice = start_choice(store, cfg, "t")
     assert len(choice.runs) == 4 and choice.chosen is None
-    done = run_choice(store, choice, lambda rid: execute_run(store, rid))
+    done = run_choice(store, choice, lambda ids: run_batch(store, ids))
     assert all(s is not None for s in done.scores.values())
     best = max(done.scores.values())
     assert done.scores[done.chosen] == best

@@ -1,0 +1,100 @@
+"""The same batch of searches here (one after another) and on a local Ray, side by side.
+
+    python bench/ray_batch.py                     # 8 quick sequential searches on the demo store, 2 workers
+    python bench/ray_batch.py --runs 4 --workers 2 --task matching
+
+Both columns execute the same queued runs (seeds 0..N-1 of the quick preset) through
+:func:`paprec_core.executors.run_batch`, each in a fresh store: ``local`` with one torch
+thread, then ``ray`` on a local Ray of ``--workers`` CPUs, one thread per worker. It prints
+both wall times and their ratio (ray / local; the target on a 2-core machine is <= 0.6),
+then what Ray adds: the start-up of the local Ray, and per run the time from the batch's
+start to the run's first event beyond what the same run needed locally, split into the
+first run of each worker (which loads data and backbone) and the others (which find them
+in the worker's cache: inputs are read once per worker, not once per run). It also checks
+that both columns found the same prompts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+from _common import DEFAULT_BACKBONE, DEFAULT_DATA, require_backbone, require_data, set_threads
+
+from paprec_core.executors import run_batch  # noqa: E402
+from paprec_core.search.config import SearchConfig  # noqa: E402
+from paprec_core.store import RunStore  # noqa: E402
+
+
+def make_batch(store: RunStore, args) -> list[int]:
+    return [store.create_run(SearchConfig.preset(args.preset, data=args.data, backbone=args.backbone,
+                                                 task=args.task, seed=seed))
+            for seed in range(args.runs)]
+
+
+def load_seconds(store: RunStore, rid: int) -> float:
+    """Seconds the run spent loading its dataset and backbone (its first phase, up to the next)."""
+    events = store.events(rid)
+    phases = [e for e in events if e["kind"] == "phase"]
+    return phases[1]["time"] - phases[0]["time"] if len(phases) > 1 else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--backbone", default=str(DEFAULT_BACKBONE))
+    ap.add_argument("--task", default="sequential", choices=["sequential", "matching"])
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--runs", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    args.data = str(require_data(args.data).resolve())
+    args.backbone = str(Path(require_backbone(args.backbone, Path(args.data))).resolve())
+    set_threads(1)
+    import ray
+
+    with tempfile.TemporaryDirectory() as tmp:
+        local = RunStore(Path(tmp) / "local.sqlite")
+        ids_local = make_batch(local, args)
+        t0 = time.perf_counter()
+        run_batch(local, ids_local)
+        local_wall = time.perf_counter() - t0
+
+        remote = RunStore(Path(tmp) / "ray.sqlite")
+        ids_ray = make_batch(remote, args)
+        t0 = time.perf_counter()
+        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False)
+        init_s = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        run_batch(remote, ids_ray, "ray", threads=1)
+        batch_s = time.perf_counter() - t1
+        ray.shutdown()
+        ray_wall = init_s + batch_s
+
+        same = all(local.last_state(a)["task_tokens"] == remote.last_state(b)["task_tokens"]
+                   for a, b in zip(ids_local, ids_ray))
+        first_of_worker, cached = [], []
+        seen_workers = set()
+        for rid in sorted(ids_ray, key=lambda r: remote.events(r)[0]["time"]):
+            worker = remote.get_run(rid)["owner"]
+            (cached if worker in seen_workers else first_of_worker).append(load_seconds(remote, rid))
+            seen_workers.add(worker)
+        local_load = [load_seconds(local, r) for r in ids_local]
+
+    print(f"{args.runs} {args.preset} {args.task} searches on {Path(args.data).name}, 1 torch thread per run")
+    print(f"  local, one after another: {local_wall:.1f} s")
+    print(f"  ray, {args.workers} workers:        {ray_wall:.1f} s  (start-up {init_s:.1f} s + batch {batch_s:.1f} s)")
+    print(f"  same prompts in both columns: {same}")
+    print(f"  loading data + backbone per run: local first {local_load[0]:.2f} s, then "
+          f"{statistics.median(local_load[1:]) if len(local_load) > 1 else float('nan'):.2f} s (cached); ray: first "
+          f"run of each worker {statistics.median(first_of_worker):.2f} s (x{len(first_of_worker)} workers), "
+          f"other runs {statistics.median(cached) if cached else float('nan'):.2f} s (cached in the worker)")
+    print(f"  per-run overhead Ray adds (start-up spread over the runs): {init_s / args.runs:.2f} s")
+    print(f"ratio={ray_wall / local_wall:.2f}  (ray / local; target <= 0.6 on 2 cores)")
+
+
+if __name__ == "__main__":
+    main()

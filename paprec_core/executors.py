@@ -1,0 +1,217 @@
+"""Where a batch of stored runs executes: here, one after another (``local``), or on Ray (``ray``).
+
+A batch is a list of run ids already created (queued) in the driver's run store,
+so every view (``runs``, the dashboard) shows the whole batch from the start and
+the two executors differ only in who runs each :func:`~paprec_core.runner.execute_run`.
+
+The Ray executor, in a few lines:
+
+- **One writer.** A :class:`StoreWriter` actor, pinned to the driver's node, owns the
+  SQLite file. Workers anywhere never open it: :class:`RemoteStore` gives
+  ``execute_run`` the few store methods it calls (read the run, roll back a partial
+  round, set the status, write events), each forwarded to the actor. Events go one
+  call per event, in order, while the search runs, so the dashboard watches a
+  cluster run live. An actor rather than returned batches: a run's events must reach
+  the store as they happen, and a retried run must read its last completed round
+  back, both of which need a live line to the one process allowed to write.
+- **Faults.** Each run is one Ray task with ``max_retries``. A worker that dies
+  (kill -9, a lost node) is retried by Ray, and the retry resumes from the last
+  completed round exactly as ``resume`` does (the partial round is rolled back
+  first, so no event is lost or doubled). A run that fails for a real reason (bad
+  input) is caught inside ``execute_run``, recorded as failed once and not retried;
+  the rest of the batch goes on.
+- **Cancel.** ``should_stop`` on the driver sets a flag in the writer; each running
+  search polls it inside every batch (at most every ``POLL_S``) and stops cleanly
+  ('stopped', resumable); runs not yet started are marked stopped without starting.
+- **Inputs.** Work travels as run ids; each worker process loads the run's dataset
+  and backbone from their paths once (the runner's per-process cache, and Ray
+  reuses worker processes), so they are read once per worker, not once per run.
+  On a cluster those paths must exist on every node (a shared file system, or the
+  same folders copied), and every node needs this package installed.
+
+Ray is imported only when the Ray executor is used.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+
+from .errors import ConfigError
+from .runner import error_message, execute_run
+from .search.events import Event, Listener
+from .store import RunStore, owner_tag
+
+EXECUTORS = ("local", "ray")
+MAX_RETRIES = 3     # worker deaths survived per run (a real error is never retried)
+POLL_S = 0.2        # how stale a worker's view of the cancel flag may be
+STOP_GRACE_S = 60   # after a cancel, how long running searches get to stop cleanly
+
+
+def check_executor(executor: str, ray_address: str | None = None) -> None:
+    if executor not in EXECUTORS:
+        raise ConfigError("executor", f"{executor!r} is not one of {', '.join(EXECUTORS)}")
+    if ray_address and executor != "ray":
+        raise ConfigError("ray_address", "only the ray executor connects to a cluster; add --executor ray")
+
+
+def run_batch(store: RunStore, run_ids: list[int], executor: str = "local", *, ray_address: str | None = None,
+              workers: int | None = None, threads: int = 1, should_stop: Callable[[], bool] | None = None,
+              trust_pickle: bool = False, listener_for: Callable[[int], Listener | None] | None = None
+              ) -> dict[int, str]:
+    """Execute the queued runs ``run_ids`` of ``store``; returns each run's final status.
+
+    ``workers``: CPUs of a local Ray started for this batch (default: this machine's); with
+    ``ray_address`` an existing cluster is used as it is. ``threads``: torch threads per Ray
+    worker. ``listener_for(run_id)``: an extra listener per run (local only, e.g. a printer).
+    """
+    check_executor(executor, ray_address)
+    if executor == "local":
+        out = {}
+        for rid in run_ids:
+            if should_stop is not None and should_stop():
+                store.set_status(rid, "stopped")
+                out[rid] = "stopped"
+                continue
+            out[rid] = execute_run(store, rid, should_stop=should_stop, trust_pickle=trust_pickle,
+                                   listener=listener_for(rid) if listener_for else None)
+        return out
+    return _run_on_ray(store, run_ids, ray_address, workers, threads, should_stop, trust_pickle)
+
+
+# --------------------------------------------------------------------------- Ray
+
+
+class StoreWriter:
+    """The one process that writes the run store (a Ray actor on the driver's node)."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._stores: dict[str, RunStore] = {}
+        self._listeners: dict[int, Listener] = {}
+        self._cancelled = False
+
+    def _store(self, owner: str) -> RunStore:
+        # written as the worker that runs the run: its death reads as the run's interruption
+        if owner not in self._stores:
+            self._stores[owner] = RunStore(self.path, owner=owner)
+        return self._stores[owner]
+
+    def call(self, owner: str, method: str, *args):
+        if method not in RemoteStore.FORWARDED:
+            raise ValueError(f"not a store method a worker may call: {method}")
+        return getattr(self._store(owner), method)(*args)
+
+    def open_listener(self, owner: str, run_id: int) -> None:
+        self._listeners[run_id] = self._store(owner).listener(run_id)
+
+    def write(self, run_id: int, event: Event) -> bool:
+        self._listeners[run_id](event)
+        return self._cancelled
+
+    def cancel(self) -> None:
+        self._cancelled = True
+
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+
+class RemoteStore:
+    """What ``execute_run`` needs of a :class:`RunStore`, forwarded to the :class:`StoreWriter`."""
+
+    FORWARDED = ("get_run", "rollback_to_last_round", "set_status", "last_state")
+
+    def __init__(self, writer, owner: str):
+        self.writer, self.owner = writer, owner
+        self._cancel_seen, self._polled = False, 0.0
+
+    def __getattr__(self, name):
+        if name not in self.FORWARDED:
+            raise AttributeError(name)
+        import ray
+
+        return lambda *args: ray.get(self.writer.call.remote(self.owner, name, *args))
+
+    def listener(self, run_id: int) -> Listener:
+        import ray
+
+        ray.get(self.writer.open_listener.remote(self.owner, run_id))
+
+        def write(event: Event) -> None:
+            # synchronous: a round_end is in the store before the next round starts, so a
+            # retry resumes from it
+            self._cancel_seen = ray.get(self.writer.write.remote(run_id, event))
+        return write
+
+    def cancelled(self) -> bool:
+        now = time.monotonic()
+        if not self._cancel_seen and now - self._polled >= POLL_S:
+            import ray
+
+            self._cancel_seen, self._polled = ray.get(self.writer.cancelled.remote()), now
+        return self._cancel_seen
+
+
+def _ray_run(writer, run_id: int, threads: int, trust_pickle: bool) -> str:
+    """One run on a Ray worker (a retry after a worker's death resumes it)."""
+    if threads > 0:
+        import torch
+
+        torch.set_num_threads(threads)
+    store = RemoteStore(writer, owner_tag())
+    status = store.get_run(run_id)["status"]
+    if status == "finished":  # a retry of a task whose run had already ended
+        return status
+    if store.cancelled():
+        store.set_status(run_id, "stopped")
+        return "stopped"
+    # queued: a first attempt; anything else: an earlier attempt died, continue from its last round
+    return execute_run(store, run_id, should_stop=store.cancelled, resume=status != "queued",
+                       trust_pickle=trust_pickle)
+
+
+def _run_on_ray(store: RunStore, run_ids: list[int], address: str | None, workers: int | None, threads: int,
+                should_stop, trust_pickle: bool) -> dict[int, str]:
+    try:
+        import ray
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+    except ImportError:
+        raise ConfigError("executor", "the ray executor needs Ray: pip install -r requirements.txt") from None
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address:
+            ray.init(address=address, log_to_driver=False)
+        else:
+            ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False)
+    node = ray.get_runtime_context().get_node_id()
+    writer = ray.remote(StoreWriter).options(
+        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+    ).remote(str(store.path))
+    task = ray.remote(_ray_run).options(num_cpus=1, max_retries=MAX_RETRIES)
+    pending = {task.remote(writer, rid, threads, trust_pickle): rid for rid in run_ids}
+    out: dict[int, str] = {}
+    cancelled_at = None
+    try:
+        while pending:
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+            for ref in done:
+                rid = pending.pop(ref)
+                try:
+                    out[rid] = ray.get(ref)
+                except ray.exceptions.RayError as e:  # retries used up, or cancelled by force
+                    store.set_status(rid, "failed" if cancelled_at is None else "stopped", error_message(e))
+                    out[rid] = store.get_run(rid)["status"]
+            if cancelled_at is None and should_stop is not None and should_stop():
+                ray.get(writer.cancel.remote())
+                cancelled_at = time.monotonic()
+            elif cancelled_at is not None and time.monotonic() - cancelled_at > STOP_GRACE_S:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
+    finally:
+        for ref in pending:
+            ray.cancel(ref, force=True)
+        ray.kill(writer)
+        if started_here:
+            ray.shutdown()
+    return out

@@ -1,0 +1,41 @@
+"""Batches from the command line: `search --seeds N` and `search --choose-layout`, here (local)."""
+
+from __future__ import annotations
+
+from paprec_core.cli import main
+from paprec_core.store import RunStore
+from test_runner import cli_search_args, consistent
+
+
+def test_search_with_seeds_runs_one_group_of_runs_one_seed_apart(make_config, tmp_path, capsys):
+    cfg = make_config(max_rounds=2, seed=3)
+    db = tmp_path / "runs.sqlite"
+    assert main(cli_search_args(cfg, db) + ["--seeds", "3"]) == 0
+    out = capsys.readouterr().out
+    store = RunStore(db)
+    runs = sorted(store.list_runs(), key=lambda r: r["id"])
+    assert [store.get_run(r["id"])["config"]["seed"] for r in runs] == [3, 4, 5]
+    assert len({r["group"] for r in runs}) == 1 and runs[0]["group"].startswith("seeds: ")
+    for r in runs:
+        assert r["status"] == "finished"
+        consistent(store, r["id"])
+    assert "best validation score per seed:" in out and "mean " in out and "sd " in out
+
+
+def test_search_choose_layout_names_the_chosen_run(make_config, tmp_path, capsys):
+    cfg = make_config(max_rounds=1, personalized=False)
+    db = tmp_path / "runs.sqlite"
+    args = [a for a in cli_search_args(cfg, db) if a != "--personalized"]
+    assert main(args + ["--choose-layout"]) == 0
+    out = capsys.readouterr().out
+    store = RunStore(db)
+    layouts = [store.get_run(r["id"])["config"]["layout"] for r in sorted(store.list_runs(), key=lambda r: r["id"])]
+    assert layouts == ["suffix", "suffix", "prefix+suffix", "prefix"]
+    assert "<- chosen" in out and "compare" in out
+
+
+def test_one_search_refuses_a_ray_executor(make_config, tmp_path, capsys):
+    db = tmp_path / "runs.sqlite"
+    assert main(cli_search_args(make_config(), db) + ["--executor", "ray"]) == 2
+    assert "executor" in capsys.readouterr().err
+    assert not RunStore(db).list_runs()

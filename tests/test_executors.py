@@ -1,0 +1,103 @@
+"""Batches on a local Ray (2 CPUs): the same answers as local, a killed worker resumes, a failing run
+fails alone, a cancel stops every worker; all checked on the driver's run store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from paprec_core.errors import ConfigError
+from paprec_core.executors import check_executor, run_batch
+from paprec_core.store import RunStore
+from test_runner import comparable, consistent, wait_for
+
+ray = pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _batch(store, configs):
+    return [store.create_run(c) for c in configs]
+
+
+def test_ray_batch_gives_what_the_local_batch_gives_and_a_failing_run_fails_alone(local_ray, make_config,
+                                                                                  tmp_path):
+    """One batch serves two checks (each Ray batch starts worker processes, seconds each)."""
+    configs = [make_config(seed=0), make_config(seed=1, personalized=False)]
+    local, remote = RunStore(tmp_path / "local.sqlite"), RunStore(tmp_path / "ray.sqlite")
+    a = _batch(local, configs)
+    first, bad, second = _batch(remote, [configs[0], make_config(backbone=str(tmp_path / "no-such-backbone")),
+                                         configs[1]])
+    assert run_batch(local, a) == {i: "finished" for i in a}
+    assert run_batch(remote, [first, bad, second], "ray") == {first: "finished", bad: "failed",
+                                                             second: "finished"}
+    for i, j in zip(a, (first, second)):
+        sa, sb = consistent(local, i), consistent(remote, j)
+        assert sa["task_tokens"] == sb["task_tokens"] and sa["user_tokens"] == sb["user_tokens"]
+        assert comparable(local.events(i)) == comparable(remote.events(j))  # streamed in full, in order
+    # the failing run: its error once, in one line; it never started, so it was not retried either
+    run = remote.get_run(bad)
+    assert "no-such-backbone" in run["error"] and "\n" not in run["error"]
+    assert not remote.events(bad, kinds=["run_start"])
+
+
+def test_a_killed_worker_is_retried_and_resumes_to_the_uninterrupted_result(local_ray, make_config, tmp_path):
+    cfg = make_config(max_rounds=14)
+    ref = RunStore(tmp_path / "ref.sqlite")
+    (ref_id,) = _batch(ref, [cfg])
+    run_batch(ref, [ref_id])
+    store = RunStore(tmp_path / "ray.sqlite")
+    (rid,) = _batch(store, [cfg])
+    result = {}
+    driver = threading.Thread(target=lambda: result.update(run_batch(store, [rid], "ray")))
+    driver.start()
+    wait_for(lambda: len(store.events(rid, kinds=["round_end"])) >= 3, timeout=120)
+    owner = store.get_run(rid)["owner"]
+    os.kill(int(owner.rpartition(":")[2]), signal.SIGKILL)  # the worker process that runs it
+    driver.join(timeout=300)
+    assert result == {rid: "finished"}
+    assert store.get_run(rid)["owner"] != owner  # another worker finished it
+    got, want = consistent(store, rid), ref.last_state(ref_id)
+    assert got["round"] == want["round"] == 14
+    assert got["task_tokens"] == want["task_tokens"] and got["user_tokens"] == want["user_tokens"]
+    assert comparable(store.events(rid)) == comparable(ref.events(ref_id))  # no round lost or doubled
+
+
+def test_a_cancelled_batch_stops_every_worker_and_marks_its_runs_stopped(local_ray, make_config, tmp_path):
+    store = RunStore(tmp_path / "ray.sqlite")
+    long = make_config(max_rounds=None, max_epochs=10_000, patience=10_000)
+    ids = _batch(store, [long, long, long])  # 2 CPUs: two run, one waits
+    stop = threading.Event()
+    result = {}
+    driver = threading.Thread(target=lambda: result.update(run_batch(store, ids, "ray", should_stop=stop.is_set)))
+    driver.start()
+    wait_for(lambda: sum(bool(store.events(i, kinds=["round_end"])) for i in ids) >= 2, timeout=120)
+    asked = time.monotonic()
+    stop.set()
+    driver.join(timeout=120)
+    assert not driver.is_alive()
+    assert time.monotonic() - asked < 30
+    assert result == {i: "stopped" for i in ids}
+    for i in ids:
+        assert store.get_run(i)["status"] == "stopped"
+    started = [i for i in ids if store.events(i, kinds=["round_end"])]
+    assert len(started) >= 2
+    for i in started:
+        assert store.events(i)[-1]["kind"] == "run_end"  # stopped cleanly, resumable from its last round
+        consistent(store, i)
+
+
+def test_an_unknown_executor_or_a_cluster_address_without_ray_is_refused():
+    with pytest.raises(ConfigError, match="executor"):
+        check_executor("slurm")
+    with pytest.raises(ConfigError, match="ray_address"):
+        check_executor("local", "10.0.0.1:6379")
