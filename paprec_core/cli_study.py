@@ -47,7 +47,8 @@ def cmd_study(args) -> None:
         previous = None
     try:
         study = Study(opts, argv=argv, should_stop=lambda: stop["requested"], verbose=not args.quiet,
-                      trust_pickle=args.trust_pickle, progress=None if args.quiet else Printer)
+                      trust_pickle=args.trust_pickle, progress=None if args.quiet else Printer,
+                      executor=args.executor, ray_address=args.ray_address, workers=args.workers)
         again = "python -m paprec_core " + shlex.join(study.opts.command())
         try:
             study.run()
@@ -93,6 +94,12 @@ def register(sub) -> None:
     s.add_argument("--ranking", default="fast", choices=list(RANKINGS))
     s.add_argument("--device", default="auto")
     s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help="where the searches run: one after another here (local, default), or all of them as "
+                        "one batch on Ray (the same results)")
+    s.add_argument("--ray-address", dest="ray_address",
+                   help="an existing Ray cluster (ray start --head prints it); default: a local Ray")
+    s.add_argument("--workers", type=int, help="CPUs of the local Ray (default: all of this machine's)")
     s.add_argument("--report-only", action="store_true", help="only rewrite the report from the manifest and store")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     add_trust_pickle(s)

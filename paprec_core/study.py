@@ -221,8 +221,14 @@ class Study:
 
     def __init__(self, opts: StudyOptions, argv: list[str] | None = None,
                  should_stop: Callable[[], bool] | None = None, verbose: bool = True,
-                 trust_pickle: bool = False, progress: Callable[[SearchConfig], Listener] | None = None):
+                 trust_pickle: bool = False, progress: Callable[[SearchConfig], Listener] | None = None,
+                 executor: str = "local", ray_address: str | None = None, workers: int | None = None):
+        from .executors import check_executor
         from .runner import resolve_path
+
+        check_executor(executor, ray_address)
+        # where the searches run is not an option of the study: it changes no result (tested)
+        self.executor, self.ray_address, self.workers = executor, ray_address, workers
 
         self.trust_pickle = trust_pickle  # the user's opt-in to unpickling exp_splits.pkl (not an option of the study)
         opts.validate()
@@ -349,6 +355,8 @@ class Study:
         return self.manifest
 
     def _run_steps(self) -> None:
+        if self.executor != "local":
+            self._searches_as_one_batch()
         for step in self.steps:
             e = self.entry(step)
             if self._is_done(step, e):
@@ -425,9 +433,42 @@ class Study:
                 self.say(f"note: the backbone's Seen manual HR@5 ({s:.4f}) is below the transitions baseline "
                          f"({t:.4f}); prompt comparisons on this backbone say little")
 
-    def _search(self, step: Step, e: dict) -> None:
-        from .runner import execute_run
+    def _searches_as_one_batch(self) -> None:
+        """Every search the plan still needs, main and ablation alike, as one batch on the
+        executor (they depend on nothing but the options); the steps after them then find their
+        runs finished. A failed run stops the study after the batch, with the others done."""
+        from .executors import run_batch
 
+        todo = {}
+        for step in self.steps:
+            e = self.entry(step)
+            if step.kind != "search" or self._is_done(step, e):
+                continue
+            rid = self._search_run(step, e)[0]
+            if self.store.get_run(rid)["status"] != "finished":
+                todo[rid] = (step, e)
+        if not todo:
+            return
+        self.say(f"== {len(todo)} searches as one batch on {self.ray_address or 'a local Ray'}")
+        started = _now()
+        for step, e in todo.values():
+            e.update(status="running", started_at=e.get("started_at") or started)
+        self.save()
+        statuses = run_batch(self.store, list(todo), self.executor, ray_address=self.ray_address,
+                             workers=self.workers, should_stop=self.should_stop, trust_pickle=self.trust_pickle)
+        for rid, (step, e) in todo.items():
+            e["wall_s"] = float(self.store.get_run(rid).get("elapsed_s") or 0.0)  # the search's own clock
+        self.save()
+        failed = [f"run {rid} ({todo[rid][0].name}): {self.store.get_run(rid)['error']}"
+                  for rid, st in statuses.items() if st == "failed"]
+        if failed:
+            raise PapRecError("searches failed: " + "; ".join(failed) + "; fix the cause and run the study "
+                              "again (the others are done)")
+        if any(st != "finished" for st in statuses.values()):
+            raise StudyInterrupted("the batch of searches was stopped")
+
+    def _search_run(self, step: Step, e: dict) -> tuple[int, bool]:
+        """The step's run (created, queued, when it has none yet) and whether it resumes."""
         cfg = SearchConfig.from_dict(step.config).validate()
         run = None
         if e.get("run_id") is not None and e.get("config") == step.config:
@@ -447,11 +488,18 @@ class Study:
             resume = False
         else:
             rid = run["id"]
-            if run["status"] == "finished":
-                return
-            resume = run["status"] != "queued"
+            resume = run["status"] not in ("queued", "finished")
             if resume:
                 self.say(f"resuming run {rid} ({step.label}) from round {run['rounds']}")
+        return rid, resume
+
+    def _search(self, step: Step, e: dict) -> None:
+        from .runner import execute_run
+
+        rid, resume = self._search_run(step, e)
+        if self.store.get_run(rid)["status"] == "finished":
+            return
+        cfg = SearchConfig.from_dict(step.config).validate()
         listener = self.progress(cfg) if self.progress is not None else None
         try:
             status = execute_run(self.store, rid, should_stop=self.should_stop, resume=resume, listener=listener,
@@ -533,10 +581,11 @@ def _means(per: dict) -> dict[str, float | None]:
 
 def run_study(opts: StudyOptions, argv: list[str] | None = None, should_stop: Callable[[], bool] | None = None,
               verbose: bool = True, trust_pickle: bool = False,
-              progress: Callable[[SearchConfig], Listener] | None = None) -> Study:
+              progress: Callable[[SearchConfig], Listener] | None = None, executor: str = "local",
+              ray_address: str | None = None, workers: int | None = None) -> Study:
     """Run (or continue) a study; returns the :class:`Study` (``done_now``: the steps this call did)."""
     study = Study(opts, argv=argv, should_stop=should_stop, verbose=verbose, trust_pickle=trust_pickle,
-                  progress=progress)
+                  progress=progress, executor=executor, ray_address=ray_address, workers=workers)
     study.run()
     return study
 

@@ -101,3 +101,32 @@ def test_an_unknown_executor_or_a_cluster_address_without_ray_is_refused():
         check_executor("slurm")
     with pytest.raises(ConfigError, match="ray_address"):
         check_executor("local", "10.0.0.1:6379")
+
+
+def test_a_study_on_ray_gives_the_prompts_and_test_tables_of_the_local_study(local_ray, demo_store,
+                                                                             demo_backbone_dir, tmp_path):
+    from paprec_core.study import StudyOptions, run_study
+
+    def study(where: str):
+        opts = StudyOptions(data=str(demo_store), backbone=str(demo_backbone_dir), out=str(tmp_path / where),
+                            store=str(tmp_path / f"{where}.sqlite"), preset="smoke", tasks=["sequential"],
+                            criterion="loss", trigger_length=2, lengths=[1], criteria=["loss"],
+                            layouts=["prefix", "suffix"], user_positions=["end"], repetitions=1, device="cpu")
+        done = run_study(opts, verbose=False, executor=where)
+        store = RunStore(tmp_path / f"{where}.sqlite")
+        steps = done.manifest["steps"]
+        prompts = {name: store.last_state(e["run_id"])["task_tokens"] for name, e in steps.items()
+                   if name.startswith(("search/", "ablation/"))}
+        # the test tables, saved with each searched run (main rows and ablation variants)
+        tests = {name: store.results(e["run_id"]) for name, e in steps.items()
+                 if name.startswith(("search/", "ablation/"))}
+        return prompts, tests, store
+
+    local_prompts, local_tests, _ = study("local")
+    ray_prompts, ray_tests, store = study("ray")
+    assert len(local_prompts) >= 3 and ray_prompts == local_prompts
+    assert all(t is not None for t in local_tests.values())
+    for name in local_tests:
+        a, b = local_tests[name], ray_tests[name]
+        assert [r["metrics"] for r in a["rows"]] == [r["metrics"] for r in b["rows"]], name
+    assert all(r["status"] == "finished" for r in store.list_runs())
