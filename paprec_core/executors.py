@@ -80,6 +80,41 @@ def run_batch(store: RunStore, run_ids: list[int], executor: str = "local", *, r
     return _run_on_ray(store, run_ids, ray_address, workers, threads, should_stop, trust_pickle)
 
 
+class BackgroundBatch:
+    """:func:`run_batch` in a daemon thread, for a caller that must stay responsive (the
+    dashboard): the runs' progress is in the store as usual; :meth:`stop` asks every run to stop."""
+
+    def __init__(self, store: RunStore, run_ids: list[int], executor: str = "local", **options):
+        import threading
+
+        check_executor(executor, options.get("ray_address"))
+        self.run_ids = list(run_ids)
+        self.statuses: dict[int, str] | None = None
+        self.error: str | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._work, args=(store, executor, options), daemon=True)
+        self._thread.start()
+
+    def _work(self, store: RunStore, executor: str, options: dict) -> None:
+        try:
+            self.statuses = run_batch(store, self.run_ids, executor, should_stop=self._stop.is_set, **options)
+        except Exception as e:  # noqa: BLE001 - e.g. no cluster at the address: said, not raised into a thread
+            self.error = error_message(e)
+            for rid in self.run_ids:
+                if store.get_run(rid)["status"] == "queued":
+                    store.set_status(rid, "failed", self.error)
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    @property
+    def active(self) -> bool:
+        return self._thread.is_alive()
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+
 # --------------------------------------------------------------------------- Ray
 
 

@@ -399,6 +399,43 @@ def test_ablations_launch_queues_one_run_per_variant(store_env, demo_store, demo
         assert runner.wait(r["id"], timeout=120) in ("finished", "stopped")
 
 
+def test_ablations_hand_a_batch_to_ray_when_asked(empty_env, demo_store, demo_backbone_dir, monkeypatch):
+    """'Run on: Ray' creates the batch's runs in the store and hands them to the Ray executor as one
+    batch (the executor itself is tested on a local Ray in test_executors.py); Stop reaches it."""
+    import paprec_core.executors as executors
+
+    handed = []
+
+    class Recorder:
+        def __init__(self, store, run_ids, executor, **options):
+            handed.append((list(run_ids), executor, options))
+            self.error, self.active, self.stopped = None, True, False
+
+        def stop(self):
+            self.stopped = True
+
+    monkeypatch.setattr(executors, "BackgroundBatch", Recorder)
+    at = app("ablations")
+    at.text_input(key="a_data").set_value(str(demo_store))
+    at.text_input(key="a_backbone").set_value(str(demo_backbone_dir))
+    at.radio(key="a_where").set_value("Ray").run()  # the address field opens once Ray is chosen
+    at.text_input(key="a_ray_address").set_value("127.0.0.1:6379")
+    at.radio(key="a_study").set_value("criterion").run()
+    at.button(key="a_launch_criterion").click()
+    at.run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    ((ids, executor, options),) = handed
+    store = RunStore(empty_env / "runs.sqlite")
+    assert executor == "ray" and options["ray_address"] == "127.0.0.1:6379" and len(ids) == 3
+    assert sorted(store.get_run(i)["config"]["criterion"] for i in ids) == ["full", "loss", "surrogate"]
+    assert {store.get_run(i)["status"] for i in ids} == {"queued"}  # not given to the local runner
+    group = store.get_run(ids[0])["group"]
+    batch = ui._batches(str(store.path))[group]
+    at.button(key="a_stop_criterion").click()
+    at.run()
+    assert batch.stopped
+
+
 def test_data_page_shows_table_4_statistics(empty_env, demo_store):
     at = app("data")
     at.text_area(key="d_paths").set_value(str(demo_store))

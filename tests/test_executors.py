@@ -130,3 +130,22 @@ def test_a_study_on_ray_gives_the_prompts_and_test_tables_of_the_local_study(loc
         a, b = local_tests[name], ray_tests[name]
         assert [r["metrics"] for r in a["rows"]] == [r["metrics"] for r in b["rows"]], name
     assert all(r["status"] == "finished" for r in store.list_runs())
+
+
+def test_a_background_batch_runs_while_the_caller_goes_on_and_stops_when_asked(make_config, tmp_path):
+    from paprec_core.executors import BackgroundBatch
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    quick = _batch(store, [make_config(max_rounds=2)])
+    done = BackgroundBatch(store, quick)
+    done.join(timeout=120)
+    assert not done.active and done.statuses == {quick[0]: "finished"}
+
+    long = make_config(max_rounds=None, max_epochs=10_000, patience=10_000)
+    ids = _batch(store, [long, long])
+    batch = BackgroundBatch(store, ids)
+    wait_for(lambda: store.events(ids[0], kinds=["round_end"]), timeout=60)
+    batch.stop()
+    batch.join(timeout=60)
+    assert batch.statuses == {ids[0]: "stopped", ids[1]: "stopped"}
+    assert [store.get_run(i)["status"] for i in ids] == ["stopped", "stopped"]

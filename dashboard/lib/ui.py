@@ -69,6 +69,16 @@ def runner():
     return _SessionRunner(_runner(store_path()), trust_pickle())
 
 
+@st.cache_resource(show_spinner=False)
+def _batches(path: str) -> dict:
+    return {}
+
+
+def background_batches() -> dict:
+    """Batches handed to an executor (Ray) from this server, by group: {group: BackgroundBatch}."""
+    return _batches(store_path())
+
+
 def trust_pickle() -> bool:
     """Whether this session opted in to reading exp_splits.pkl (the sidebar checkbox; off by default)."""
     return bool(st.session_state.get(TRUST_PICKLE, False))

@@ -26,8 +26,17 @@ def base_settings() -> dict:
                                  help="Not used by the trigger-length study, which varies it.")
         epochs = c6.number_input("Max epochs", min_value=1, value=int(PRESETS[preset]["max_epochs"]), key="a_epochs")
         personalized = st.toggle("Personalized (studies of [T_u] always are)", key="a_personalized")
+        c7, c8 = st.columns([1, 2])
+        where = c7.radio("Run on", ["this machine", "Ray"], horizontal=True, key="a_where",
+                         help="Ray: the batch's runs go to a Ray cluster at once (one run per free CPU); "
+                              "they stream into this store like local runs.")
+        address = c8.text_input("Ray address", key="a_ray_address", disabled=where != "Ray",
+                                placeholder="empty: a local Ray on this machine",
+                                help="An existing cluster ('ray start --head' prints the address); every node "
+                                     "needs this package and the dataset and backbone paths.")
     return {"data": str(resolve(data)), "backbone": str(resolve(bb)), "task": task, "preset": preset,
-            "trigger_length": int(length), "max_epochs": int(epochs), "personalized": personalized}
+            "trigger_length": int(length), "max_epochs": int(epochs), "personalized": personalized,
+            "executor": "ray" if where == "Ray" else "local", "ray_address": address.strip() or None}
 
 
 def launch(study: studies.Study, base: dict) -> None:
@@ -35,13 +44,20 @@ def launch(study: studies.Study, base: dict) -> None:
     from paprec_core.search.config import SearchConfig
 
     base = dict(base)
-    preset = base.pop("preset")
+    preset, executor, address = base.pop("preset"), base.pop("executor"), base.pop("ray_address")
     group = studies.group_name(study.key)
     try:
         cfgs = [(label, SearchConfig.preset(preset, **cfg).validate())
                 for label, cfg in studies.study_configs(study.key, base)]
-        for label, cfg in cfgs:
-            ui.runner().submit(cfg, name=f"{study.title}: {label}", group=group)
+        if executor == "local":
+            for label, cfg in cfgs:
+                ui.runner().submit(cfg, name=f"{study.title}: {label}", group=group)
+        else:
+            from paprec_core.executors import BackgroundBatch
+
+            ids = [ui.store().create_run(cfg, f"{study.title}: {label}", group) for label, cfg in cfgs]
+            ui.background_batches()[group] = BackgroundBatch(ui.store(), ids, executor, ray_address=address,
+                                                             trust_pickle=ui.trust_pickle())
     except PapRecError as e:
         st.error(str(e), icon=":material/error:")
         return
@@ -115,7 +131,12 @@ def batch_view(study: studies.Study, group: str) -> None:
                     ui.compute_results(ui.store().get_run(r["id"]), repetitions=5)
                 box.update(label="Test results saved", state="complete", expanded=False)
             st.rerun()
+    batch = ui.background_batches().get(group)
+    if batch is not None and batch.error:
+        st.error(f"The batch could not run on Ray: {batch.error}", icon=":material/error:")
     if any(r["status"] in views.ACTIVE for r in runs) and st.button("Stop this batch", key=f"a_stop_{study.key}"):
+        if batch is not None and batch.active:
+            batch.stop()  # every run on the cluster stops after its current batch of work
         for r in runs:
             if r["status"] in views.ACTIVE:
                 ui.runner().stop(r["id"])
