@@ -423,7 +423,8 @@ def load_train_state(path: Path) -> dict:
 
 
 def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfig(), spiece=None,
-             device=None, progress: bool = True, on_epoch=None, command: str | None = None) -> Backbone:
+             device=None, progress: bool = True, on_epoch=None, command: str | None = None,
+             should_stop=None) -> Backbone:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:
@@ -504,6 +505,14 @@ def pretrain(ds: P5Dataset, out: str | Path, cfg: PretrainConfig = PretrainConfi
                 state["seconds"] += time.time() - t0
                 t0 = time.time()
                 checkpoint()
+            if should_stop is not None and should_stop():
+                # within a step, not at the epoch's end (minutes away on a real set): the state
+                # of this step is saved, and running the same command again continues from it
+                state["seconds"] += time.time() - t0
+                checkpoint()
+                bar.close()
+                raise InterruptedError(f"pretraining stopped at step {state['step']} (epoch {epoch + 1}); "
+                                       "run it again to resume")
         model.eval()
         users.write_rows()
         state["seconds"] += time.time() - t0

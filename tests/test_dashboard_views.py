@@ -131,16 +131,12 @@ def test_whole_tick_steps():
         [1, 1, 1, 1, 2, 5, 10, 20, 100]
 
 
-def test_pretrain_recipes_and_the_stop_note(tmp_path):
+def test_pretrain_recipes(tmp_path):
     (tmp_path / "backbone.json").write_text('{"recipe": {"epochs": 20, "user_tokens": "item_mean", "other": 1}}')
     got = views.pretrain_recipes({"epochs": 30, "user_tokens": "trained", "lr": 0.001}, tmp_path)
     assert list(got) == [views.DEMO_RECIPE, views.DEFAULT_RECIPE]
     assert got[views.DEMO_RECIPE] == {"epochs": 20, "user_tokens": "item_mean", "lr": 0.001}
     assert list(views.pretrain_recipes({"epochs": 30}, tmp_path / "none")) == [views.DEFAULT_RECIPE]
-    history = [{"epoch": 1, "seconds": 40.0}, {"epoch": 2, "seconds": 100.0}]
-    assert views.epoch_seconds(history) == [40.0, 60.0]
-    assert "epochs take 50s here, so in about 30s" in views.stop_note(history, 20.0)
-    assert "first epoch" in views.stop_note([], 5.0)
 
 
 def test_tokens_stay_visible_and_a_token_that_changed_nothing_is_told():

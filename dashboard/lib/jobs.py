@@ -15,10 +15,6 @@ from dataclasses import dataclass, field
 log = logging.getLogger("paprec.dashboard")
 
 
-class _StopRequested(Exception):
-    pass
-
-
 @dataclass
 class PretrainJob:
     id: int
@@ -34,7 +30,6 @@ class PretrainJob:
     finished: float | None = None
     stop_requested: bool = False
     trust_pickle: bool = False  # the user's opt-in to unpickling exp_splits.pkl
-    epoch_ended: float | None = None  # when the last epoch ended (to say when a stop takes effect)
 
     @property
     def active(self) -> bool:
@@ -42,10 +37,7 @@ class PretrainJob:
 
     def on_epoch(self, state: dict) -> None:
         self.epoch = int(state["epoch"])
-        self.epoch_ended = time.time()
         self.history = list(state.get("history", []))
-        if self.stop_requested:
-            raise _StopRequested()
 
     def run(self) -> None:
         from paprec_core.data import load_dataset
@@ -57,9 +49,10 @@ class PretrainJob:
             self.epochs = cfg.epochs
             ds = load_dataset(self.data, read_reviews="explanation" in cfg.tasks, trust_pickle=self.trust_pickle)
             self.status = "running"
-            pretrain(ds, self.out, cfg, progress=False, on_epoch=self.on_epoch)
+            pretrain(ds, self.out, cfg, progress=False, on_epoch=self.on_epoch,
+                     should_stop=lambda: self.stop_requested)
             self.status = "finished"
-        except _StopRequested:
+        except InterruptedError:  # stopped within a step, its state saved: Resume continues from it
             self.status = "stopped"
         except (PapRecError, ValueError) as e:
             self.status, self.error = "failed", str(e)

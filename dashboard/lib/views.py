@@ -662,27 +662,6 @@ def pretrain_recipes(defaults: dict, demo_backbone) -> dict[str, dict]:
     return out
 
 
-def epoch_seconds(history: list[dict]) -> list[float]:
-    """Wall time of each pretraining epoch, from the cumulative ``seconds`` of its history."""
-    out, prev = [], 0.0
-    for h in history:
-        if h.get("seconds") is None:
-            continue
-        out.append(max(float(h["seconds"]) - prev, 0.0))
-        prev = float(h["seconds"])
-    return out
-
-
-def stop_note(history: list[dict], since_epoch_end: float) -> str:
-    """What "Stop after this epoch" will take, from this job's own pace."""
-    times = epoch_seconds(history)
-    if not times:
-        return "Stops at the end of the first epoch (no epoch has ended yet to time it)."
-    pace = sum(times) / len(times)
-    return (f"Stops at the end of the current epoch: epochs take {fmt_duration(pace)} here, "
-            f"so in about {fmt_duration(max(pace - since_epoch_end, 0.0))}.")
-
-
 def references(events: list[dict]) -> dict[str, float]:
     """The Seen/Unseen manual prompts' validation score that the search recorded at its start."""
     start = next((e for e in events if e["kind"] == "run_start"), None)

@@ -172,12 +172,12 @@ def jobs_view() -> None:
                 ui.chart(history_figure(job.history), f"p_fig_{job.id}", 300)
             if job.status == "finished":
                 st.success(f"Backbone ready: use `{shown(job.out)}` as the backbone on Launch & watch.")
-            since = time.time() - (job.epoch_ended or job.started)
             if job.active and not job.stop_requested and st.button(
-                    "Stop after this epoch", key=f"p_stop_{job.id}", help=views.stop_note(job.history, since)):
+                    "Stop", key=f"p_stop_{job.id}", icon=":material/stop:",
+                    help="Stops within one training step and saves it; Resume continues from that step."):
                 job.stop_requested = True
             if job.stop_requested and job.active:
-                st.caption(views.stop_note(job.history, since))
+                st.caption("Stopping after the current training step…")
             if job.status in ("stopped", "failed") and st.button(
                     "Resume", icon=":material/replay:", key=f"p_resume_{job.id}",
                     help="Continue from the folder's last checkpoint with the same options."):
