@@ -47,8 +47,25 @@ def cmd_pretrain(args) -> None:
     cfg = PretrainConfig(**recipe, entity_tokens=not args.items_as_text)
     import shlex
 
+    import signal
+
     command = "python -m paprec_core " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    model = pretrain(ds, args.out, cfg, spiece=args.spiece, device=args.device, command=command)
+    stop = {"requested": False}
+
+    def on_signal(signum, frame):  # Ctrl-C or SIGTERM: save this step and stop (again: at once)
+        if stop["requested"]:
+            raise KeyboardInterrupt
+        stop["requested"] = True
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        model = pretrain(ds, args.out, cfg, spiece=args.spiece, device=args.device, command=command,
+                         should_stop=lambda: stop["requested"])
+    except InterruptedError as e:
+        raise PapRecError(f"{e}: {command}") from None
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     print(f"backbone written to {args.out}: {sum(p.numel() for p in model.parameters()):,} parameters")
 
 
