@@ -31,3 +31,13 @@ def add_trust_pickle(parser) -> None:
     parser.add_argument("--trust-pickle", dest="trust_pickle", action="store_true",
                         help="read the explanation data of exp_splits.pkl; it is a pickle and reading it RUNS CODE "
                              "from the file, so only for dataset folders you trust (off by default)")
+
+
+def add_executor_args(s, what: str) -> None:
+    """``--executor``, ``--ray-address``, ``--workers``: where ``what`` (a batch of searches) runs."""
+    s.add_argument("--executor", default="local", choices=["local", "ray"],
+                   help=f"where {what} runs: here, one after another (local, default), or on Ray "
+                        "(the same results)")
+    s.add_argument("--ray-address", dest="ray_address",
+                   help="an existing Ray cluster (ray start --head prints it); default: a local Ray")
+    s.add_argument("--workers", type=int, help="CPUs of the local Ray (default: all of this machine's)")

@@ -15,7 +15,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from .cli_common import add_trust_pickle, print_table
+from .cli_common import add_executor_args, add_trust_pickle, print_table
 from .errors import ConfigError, PapRecError
 from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig
 
@@ -434,12 +434,7 @@ def register(sub) -> None:
                    help="search each of the paper's shapes (suffix l = 5 and 6, prefix+suffix, prefix) and "
                         "choose the best on validation (section 5.1.5)")
     s.add_argument("--seeds", type=int, help="run the same search with N seeds (from --seed on) as one batch")
-    s.add_argument("--executor", default="local", choices=["local", "ray"],
-                   help="where a batch (--seeds, --choose-layout) runs: here, one after another (local, "
-                        "default), or on Ray")
-    s.add_argument("--ray-address", dest="ray_address",
-                   help="an existing Ray cluster (ray start --head prints it); default: a local Ray")
-    s.add_argument("--workers", type=int, help="CPUs of the local Ray (default: all of this machine's)")
+    add_executor_args(s, "a batch (--seeds, --choose-layout)")
     s.add_argument("--accept-z", dest="accept_z", type=float,
                    help="keep a swap only when its paired validation gain exceeds this many standard errors "
                         "(default 0: any gain, the paper's rule; 1.645: one-sided p < 0.05)")

@@ -7,7 +7,7 @@ import shlex
 import signal
 import sys
 
-from .cli_common import add_trust_pickle
+from .cli_common import add_executor_args, add_trust_pickle
 from .errors import PapRecError
 from .search.config import CRITERIA, LAYOUTS, RANKINGS, TASKS, USER_POSITIONS
 from .study_options import DEFAULT_CRITERIA, DEFAULT_LENGTHS, STUDY_PRESETS, StudyOptions
@@ -94,12 +94,7 @@ def register(sub) -> None:
     s.add_argument("--ranking", default="fast", choices=list(RANKINGS))
     s.add_argument("--device", default="auto")
     s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--executor", default="local", choices=["local", "ray"],
-                   help="where the searches run: one after another here (local, default), or all of them as "
-                        "one batch on Ray (the same results)")
-    s.add_argument("--ray-address", dest="ray_address",
-                   help="an existing Ray cluster (ray start --head prints it); default: a local Ray")
-    s.add_argument("--workers", type=int, help="CPUs of the local Ray (default: all of this machine's)")
+    add_executor_args(s, "the study's searches (all as one batch on Ray)")
     s.add_argument("--report-only", action="store_true", help="only rewrite the report from the manifest and store")
     s.add_argument("--quiet", action="store_true", help="no progress output")
     add_trust_pickle(s)
