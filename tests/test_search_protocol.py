@@ -82,6 +82,12 @@ def test_latest_gradient_rows_are_one_per_user_with_the_longest_history(demo_ent
         _cfg(gradient_rows="newest").validate()
 
 
+@pytest.mark.parametrize("z", [float("nan"), -1.0, float("inf")])
+def test_accept_z_is_a_finite_number_of_standard_errors(z):
+    with pytest.raises(ConfigError, match="accept_z"):
+        _cfg(accept_z=z).validate()
+
+
 def test_layout_options_are_the_papers_shapes():
     from paprec_core.layout_choice import layout_options, shape_label
 

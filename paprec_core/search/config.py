@@ -130,6 +130,8 @@ class SearchConfig:
                                                f"got {self.time_budget_s!r}")
         if not number(self.racing) or not 0 <= self.racing < 1:
             raise ConfigError("racing", f"must be a share of the validation rows in [0, 1), got {self.racing!r}")
+        if not (number(self.accept_z) and math.isfinite(self.accept_z) and self.accept_z >= 0):
+            raise ConfigError("accept_z", f"must be a finite number of standard errors >= 0, got {self.accept_z!r}")
         if self.alpha is not None and not (number(self.alpha) and math.isfinite(self.alpha) and self.alpha >= 0):
             raise ConfigError("alpha", f"must be a finite number >= 0, got {self.alpha!r}")
         # numpy and torch seed generators with non-negative integers (-1 was a traceback)
