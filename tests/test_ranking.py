@@ -141,3 +141,17 @@ def test_text_mode_sequential_returns_valid_items(text_backbone):
                        trie=item_trie(bb, 60))
     for row in items:
         assert len(row) == 5 and all(1 <= i <= 60 for i in row)
+
+
+def test_item_loglik_with_a_shared_cache_equals_one_forward_pass_per_candidate(text_backbone):
+    from paprec_core.ranking import _item_loglik_plain, item_loglik
+
+    bb = text_backbone
+    examples = matching_examples(3, n_candidates=25, seed=3, n_items=300)
+    batch = encode(bb, examples)
+    enc = bb.encode(batch)
+    for b, ex in enumerate(examples):
+        items = list(ex.candidates) + [7, 250, 1999]  # answers of one, two and more pieces in one call
+        assert len({len(bb.tokenizer.item_sequence(i)) for i in items}) > 1
+        torch.testing.assert_close(torch.tensor(item_loglik(bb, batch, items, enc, b)),
+                                   torch.tensor(_item_loglik_plain(bb, batch, items, enc, b)), rtol=0, atol=1e-5)
