@@ -2,6 +2,8 @@
 
     python bench/round_speed.py                                   # demo store, assets/backbone
     python bench/round_speed.py --task matching --backbone /tmp/pt4
+    python bench/round_speed.py --task explanation --trust-pickle      # the demo store's own exp_splits.pkl
+    python bench/round_speed.py --shape p5-small --val-users 64 --train-examples 64 --bf16
     python bench/round_speed.py --data ../shared/data/beauty --backbone ~/.cache/paprec/bench-beauty
 
 What it measures: the wall time of one complete task-token round — the gradient
@@ -83,7 +85,7 @@ from paprec_core.errors import PapRecError  # noqa: E402
 from paprec_core.evaluate import flatten, max_history  # noqa: E402
 from paprec_core.metrics import bleu4, rouge  # noqa: E402
 from paprec_core.search import Search, SearchConfig, SearchState  # noqa: E402
-from paprec_core.search.candidates import slot_gradients, top_candidates  # noqa: E402
+from paprec_core.search.candidates import _frozen, slot_gradients, top_candidates  # noqa: E402
 from paprec_core.search.scoring import Scorer  # noqa: E402
 from paprec_core.search.slots import build_slotted  # noqa: E402
 from paprec_core.tokenizer import EOS_ID, PAD_ID  # noqa: E402
@@ -117,6 +119,8 @@ def parse_args(argv=None):
                         "max_length 20) or 'beam' (20 beams -> 5, the best one)")
     p.add_argument("--bf16", action="store_true",
                    help="also time our round under torch.autocast('cpu', bfloat16), a third column (off by default)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="explanation: read the data folder's exp_splits.pkl (a pickle runs code; only for folders you trust)")
     p.add_argument("--no-floor", action="store_true", help="skip timing the floor")
     p.add_argument("--seed", type=int, default=0)
     return p.parse_args(argv)
@@ -206,7 +210,7 @@ def main(argv=None) -> float:
     transformers.logging.set_verbosity_error()  # greedy + early_stopping: a harmless warning per batch
     try:
         backbone = load_backbone(backbone_dir, args.spiece, args.device)  # the CLI's own loader
-        ds = load_dataset(data, read_reviews=args.task == "explanation")
+        ds = load_dataset(data, read_reviews=args.task == "explanation", trust_pickle=args.trust_pickle)
         cfg = SearchConfig(data=str(data), backbone=str(backbone_dir), task=args.task,
                            train_examples=args.train_examples, val_users=args.val_users,
                            device=args.device, seed=args.seed)
@@ -354,9 +358,10 @@ def time_floor(search: Search, start: SearchState, pos: int, rows: np.ndarray) -
     cfg, backbone = search.cfg, search.backbone
     bs = cfg.batch_size
     grad_t, score_t = Timer(), Timer()
-    with grad_t:
-        for i in range(0, len(rows), bs):
-            batch, _, _ = search.train.batch(rows[i:i + bs], start.task_tokens, None, backbone.device)
+    # frozen parameters and batches of 16, as the public code and (at P5 sizes) the engine run it
+    with grad_t, torch.enable_grad(), _frozen(backbone):
+        for i in range(0, len(rows), REF_BATCH):
+            batch, _, _ = search.train.batch(np.sort(rows[i:i + REF_BATCH]), start.task_tokens, None, backbone.device)
             backbone.loss_and_input_grad(batch)
     with score_t:
         for c in range(cfg.candidates):
