@@ -14,18 +14,19 @@ The Ray executor, in a few lines:
   cluster run live. An actor rather than returned batches: a run's events must reach
   the store as they happen, and a retried run must read its last completed round
   back, both of which need a live line to the one process allowed to write.
-- **Faults.** Each run is one Ray task with ``max_retries``. A worker that dies
-  (kill -9, a lost node) is retried by Ray, and the retry resumes from the last
-  completed round exactly as ``resume`` does (the partial round is rolled back
+- **Faults.** Runs go to a pool of :class:`SearchWorker` actors, one per CPU, one run
+  at a time each. A worker that dies (kill -9, a lost node) is restarted by Ray and
+  its run retried, and the retry resumes from the last completed round exactly as
+  ``resume`` does (the partial round is rolled back
   first, so no event is lost or doubled). A run that fails for a real reason (bad
   input) is caught inside ``execute_run``, recorded as failed once and not retried;
   the rest of the batch goes on.
 - **Cancel.** ``should_stop`` on the driver sets a flag in the writer; each running
   search polls it inside every batch (at most every ``POLL_S``) and stops cleanly
   ('stopped', resumable); runs not yet started are marked stopped without starting.
-- **Inputs.** Work travels as run ids; each worker process loads the run's dataset
-  and backbone from their paths once (the runner's per-process cache, and Ray
-  reuses worker processes), so they are read once per worker, not once per run.
+- **Inputs.** Work travels as run ids; each worker loads the run's dataset and
+  backbone from their paths once (the runner's per-process cache; a worker is one
+  long-lived actor process), so they are read once per worker, not once per run.
   On a cluster those paths must exist on every node (a shared file system, or the
   same folders copied), and every node needs this package installed.
 
@@ -174,9 +175,11 @@ class RemoteStore:
         ray.get(self.writer.open_listener.remote(self.owner, run_id))
 
         def write(event: Event) -> None:
-            # synchronous: a round_end is in the store before the next round starts, so a
-            # retry resumes from it
-            self._cancel_seen = ray.get(self.writer.write.remote(run_id, event))
+            # An actor runs one caller's calls in order, so events need not wait; a round's end
+            # does: it is in the store before the next round starts, so a retry resumes from it
+            ref = self.writer.write.remote(run_id, event)
+            if event.kind in ("round_end", "run_end"):
+                self._cancel_seen = ray.get(ref)
         return write
 
     def cancelled(self) -> bool:
@@ -206,6 +209,19 @@ def _ray_run(writer, run_id: int, threads: int, trust_pickle: bool) -> str:
                        trust_pickle=trust_pickle)
 
 
+class SearchWorker:
+    """One search at a time (a Ray actor holding one CPU). Actors, not plain tasks: a task that waits
+    on the writer gives its CPU back to Ray, which then starts another queued run beside it (seen: 7
+    worker processes for 8 runs on 2 CPUs, each loading torch); an actor pool runs exactly as many
+    searches as it has workers, and each worker keeps its data and backbone for the next run."""
+
+    def __init__(self, writer, threads: int, trust_pickle: bool):
+        self.writer, self.threads, self.trust_pickle = writer, threads, trust_pickle
+
+    def run(self, run_id: int) -> str:
+        return _ray_run(self.writer, run_id, self.threads, self.trust_pickle)
+
+
 def _run_on_ray(store: RunStore, run_ids: list[int], address: str | None, workers: int | None, threads: int,
                 should_stop, trust_pickle: bool) -> dict[int, str]:
     try:
@@ -223,29 +239,44 @@ def _run_on_ray(store: RunStore, run_ids: list[int], address: str | None, worker
     writer = ray.remote(StoreWriter).options(
         num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False)
     ).remote(str(store.path))
-    task = ray.remote(_ray_run).options(num_cpus=1, max_retries=MAX_RETRIES)
-    pending = {task.remote(writer, rid, threads, trust_pickle): rid for rid in run_ids}
+    n_workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+    # a worker that dies is restarted and its run retried, resuming from the last completed round
+    pool = ray.remote(SearchWorker).options(num_cpus=1, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)
+    idle = [pool.remote(writer, threads, trust_pickle) for _ in range(min(n_workers, len(run_ids)))]
+    actors = list(idle)
+    queue = list(run_ids)
+    busy: dict = {}
     out: dict[int, str] = {}
     cancelled_at = None
     try:
-        while pending:
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
+        while queue or busy:
+            while idle and queue and cancelled_at is None:
+                actor, rid = idle.pop(), queue.pop(0)
+                busy[actor.run.remote(rid)] = (rid, actor)
+            if not busy:
+                break
+            done, _ = ray.wait(list(busy), num_returns=1, timeout=0.5)
             for ref in done:
-                rid = pending.pop(ref)
+                rid, actor = busy.pop(ref)
+                idle.append(actor)
                 try:
                     out[rid] = ray.get(ref)
-                except ray.exceptions.RayError as e:  # retries used up, or cancelled by force
+                except ray.exceptions.RayError as e:  # restarts used up, or killed after a cancel
                     store.set_status(rid, "failed" if cancelled_at is None else "stopped", error_message(e))
                     out[rid] = store.get_run(rid)["status"]
             if cancelled_at is None and should_stop is not None and should_stop():
                 ray.get(writer.cancel.remote())
                 cancelled_at = time.monotonic()
+                for rid in queue:  # never started: stopped here, resumable like the others
+                    store.set_status(rid, "stopped")
+                    out[rid] = "stopped"
+                queue.clear()
             elif cancelled_at is not None and time.monotonic() - cancelled_at > STOP_GRACE_S:
-                for ref in pending:
-                    ray.cancel(ref, force=True)
+                for _, actor in busy.values():
+                    ray.kill(actor, no_restart=True)
     finally:
-        for ref in pending:
-            ray.cancel(ref, force=True)
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
         ray.kill(writer)
         if started_here:
             ray.shutdown()
