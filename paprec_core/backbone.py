@@ -26,7 +26,7 @@ from transformers import T5Config, T5ForConditionalGeneration
 from transformers.modeling_outputs import BaseModelOutput
 
 from .errors import CheckpointError, ConfigError, PapRecError
-from .tokenizer import EOS_ID, MAX_WORDS, PAD_ID, Tokenizer, TokenizerSpec
+from .tokenizer import EOS_ID, MAX_WORDS, PAD_ID, Tokenizer, TokenizerSpec, read_json_object
 
 WHOLE_WORD_KEY = "encoder.whole_word_embeddings.weight"
 TIED_KEYS = {"lm_head.weight", "encoder.embed_tokens.weight", "decoder.embed_tokens.weight"}
@@ -151,7 +151,7 @@ class Backbone(nn.Module):
                                       "model.safetensors, spiece.model and tokenizer.json (made by 'pretrain')")
         config = _read_config(folder / "config.json")
         meta_path = folder / "backbone.json"
-        meta = _read_json_object(meta_path) if meta_path.exists() else {}
+        meta = read_json_object(meta_path) if meta_path.exists() else {}
         model = cls(config, Tokenizer.load(folder), meta)
         weights = folder / "model.safetensors"
         try:
@@ -279,14 +279,6 @@ def load_tensors(path: Path):
         raise CheckpointError(f"{path}: not a PyTorch state dict ({_first_line(e)})") from None
 
 
-def _read_json_object(path: Path) -> dict:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({_first_line(e)})") from None
-    if not isinstance(value, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, found a {type(value).__name__}")
-    return value
 
 
 # T5Config fields that size the model: anything but a positive integer failed deep inside torch
@@ -294,7 +286,7 @@ _SIZES = ("vocab_size", "d_model", "d_kv", "d_ff", "num_layers", "num_heads", "r
 
 
 def _read_config(path: Path) -> T5Config:
-    d = _read_json_object(path)
+    d = read_json_object(path)
     for name in _SIZES + ("num_decoder_layers",):
         if name not in d:
             if name in _SIZES:

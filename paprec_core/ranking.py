@@ -110,13 +110,8 @@ def item_loglik(backbone: Backbone, batch: Batch, items: list[int], enc: torch.T
         return []
     from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-    tok = backbone.tokenizer
     enc = backbone.encode(batch) if enc is None else enc
-    targets = [tok.item_sequence(i) for i in items]
-    T = max(len(t) for t in targets)
-    labels = torch.full((len(targets), T), -100, dtype=torch.long, device=enc.device)
-    for i, t in enumerate(targets):
-        labels[i, : len(t)] = torch.tensor(t)
+    targets, labels = _item_labels(backbone, items, enc.device)
     n = len(targets)
     decoder, mask = backbone.t5.decoder, batch.attention_mask[b: b + 1]
     start_id = backbone.config.decoder_start_token_id or PAD_ID
@@ -125,7 +120,7 @@ def item_loglik(backbone: Backbone, batch: Batch, items: list[int], enc: torch.T
                     encoder_hidden_states=enc[b: b + 1], encoder_attention_mask=mask,
                     cache=cache, use_cache=True).last_hidden_state
     hidden = first.expand(n, -1, -1)
-    if T > 1:
+    if labels.shape[1] > 1:
         layers = range(len(cache.self_attention_cache.layers))
         shared = EncoderDecoderCache(
             DynamicCache([(cache.self_attention_cache.layers[i].keys.expand(n, -1, -1, -1),
@@ -147,16 +142,20 @@ def item_loglik(backbone: Backbone, batch: Batch, items: list[int], enc: torch.T
     return score.tolist()
 
 
+def _item_labels(backbone: Backbone, items: list[int], device) -> tuple[list[list[int]], torch.Tensor]:
+    """Each candidate's target pieces, and them as a -100-padded label matrix."""
+    targets = [backbone.tokenizer.item_sequence(i) for i in items]
+    labels = torch.full((len(targets), max(len(t) for t in targets)), -100, dtype=torch.long, device=device)
+    for i, t in enumerate(targets):
+        labels[i, : len(t)] = torch.tensor(t)
+    return targets, labels
+
+
 def _item_loglik_plain(backbone: Backbone, batch: Batch, items: list[int], enc: torch.Tensor | None = None,
                        b: int = 0) -> list[float]:
     """The same likelihood by one plain teacher-forced forward pass per candidate (the definition)."""
-    tok = backbone.tokenizer
     enc = backbone.encode(batch) if enc is None else enc
-    targets = [tok.item_sequence(i) for i in items]
-    T = max(len(t) for t in targets)
-    labels = torch.full((len(targets), T), -100, dtype=torch.long, device=enc.device)
-    for i, t in enumerate(targets):
-        labels[i, : len(t)] = torch.tensor(t)
+    targets, labels = _item_labels(backbone, items, enc.device)
     n = len(targets)
     logits = backbone.t5(encoder_outputs=(enc[b: b + 1].expand(n, -1, -1),),
                          attention_mask=batch.attention_mask[b: b + 1].expand(n, -1), labels=labels).logits

@@ -47,14 +47,22 @@ class TokenizerSpec:
     n_users: int = 0
 
 
+def read_json_object(path: Path) -> dict:
+    """A backbone folder's JSON file, as one object, or a one-line CheckpointError naming it."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        lines = str(e).strip().splitlines()
+        raise CheckpointError(f"{path}: not valid JSON ({type(e).__name__}"
+                              f"{': ' + lines[0] if lines else ''})") from None
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path}: expected a JSON object, found a {type(value).__name__}")
+    return value
+
+
 def _read_spec(path: Path) -> TokenizerSpec:
     """tokenizer.json, each field checked (a wrong type or name was a TypeError deep inside)."""
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise CheckpointError(f"{path}: not valid JSON ({type(e).__name__})") from None
-    if not isinstance(d, dict):
-        raise CheckpointError(f"{path}: expected a JSON object, found a {type(d).__name__}")
+    d = read_json_object(path)
     known = TokenizerSpec.__dataclass_fields__
     for k, v in d.items():
         if k not in known:
