@@ -152,6 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
                             ("user-gap", "user_gap", int), ("popular-negatives", "popular_negatives", float),
                             ("sequential-user-noise", "sequential_user_noise", float),
                             ("trigger-noise", "trigger_noise", float),
+                            ("prompt-word-dropout", "prompt_word_dropout", float),
                             ("word-offset-max", "word_offset_max", int)]:
         s.add_argument("--" + flag, dest=name, type=typ, default=getattr(d, name))
     s.add_argument("--entity-init", default=d.entity_init, choices=["random", "cooccurrence"],

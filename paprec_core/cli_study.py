@@ -22,7 +22,8 @@ def cmd_study(args) -> None:
         tasks=args.tasks, ablations=args.ablations, ablation_task=args.ablation_task, repetitions=args.repetitions,
         budget_rounds=args.budget_rounds, criterion=args.criterion, trigger_length=args.trigger_length,
         lengths=args.lengths, criteria=args.criteria, layouts=args.layouts, user_positions=args.user_positions,
-        test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed)
+        test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed,
+        choose_layout=args.choose_layout)
     # the command line as typed (``python -m paprec_core study ...``); else the options written out
     argv = list(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
     if args.report_only:
@@ -91,6 +92,9 @@ def register(sub) -> None:
                    choices=list(USER_POSITIONS), help="Table 13 grid")
     s.add_argument("--test-users", dest="test_users", type=int,
                    help="test on a fixed sample of N users (default: the whole test split, as the paper)")
+    s.add_argument("--choose-layout", dest="choose_layout", action="store_true",
+                   help="choose each main row's layout and length on validation (suffix l = 5 / 6, "
+                        "prefix+suffix, prefix), with the paper's suffix row beside it")
     s.add_argument("--ranking", default="fast", choices=list(RANKINGS))
     s.add_argument("--device", default="auto")
     s.add_argument("--seed", type=int, default=0)

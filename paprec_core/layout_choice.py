@@ -103,6 +103,9 @@ def run_choice(store: RunStore, choice: LayoutChoice,
 
 
 PAPER_SUFFIX_ROW = "PAP-REC, paper's suffix layout"
+# the study reports both of a task's main rows so (study --choose-layout)
+PAPER_SUFFIX_ROWS = {"non_personalized": PAPER_SUFFIX_ROW,
+                     "personalized": "PAP-REC personalized, paper's suffix layout"}
 
 
 def paper_suffix_row(store: RunStore, run_id: int) -> dict[str, dict]:

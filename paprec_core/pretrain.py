@@ -145,10 +145,27 @@ def epoch_examples(ds: P5Dataset, tok: Tokenizer, cfg: PretrainConfig, epoch: in
             if pool and rng.random() < cfg.trigger_noise:
                 pairs.append((_random_trigger_prompt(ex, task, tok, ds, pool, rng), target))
                 continue
-            text = render(rng.choice(prompts), ex, tok, ds.item_label)
+            template = rng.choice(prompts)
+            if cfg.prompt_word_dropout:
+                template = drop_prompt_words(template, cfg.prompt_word_dropout, rng)
+            text = render(template, ex, tok, ds.item_label)
             pairs.append((tok.encode(text), target))
     rng.shuffle(pairs)
     return pairs
+
+
+def drop_prompt_words(template: str, share: float, rng: random.Random) -> str:
+    """The template with each of its own words (not a ``{placeholder}``, ``:`` or a line
+    break) left out with probability ``share``.
+
+    A from-scratch backbone trained on six whole sentences reads only those sentences: the
+    first seven words of the Seen prompt alone, before the task argument, score 0.71 on the
+    demo's validation against 0.74 for the sentence, and five trigger tokens cannot rebuild
+    fifteen words. Shown parts of its phrasings, it learns to read the task from a few words.
+    """
+    kept = [w for w in template.split(" ")
+            if w.startswith("{") or w in (":", "\n", "") or rng.random() >= share]
+    return " ".join(kept)
 
 
 TRIGGER_NOISE_LENGTHS = (1, 6)  # the search's prompts: l = 5 or 6 by default, 1-7 in the ablations

@@ -36,6 +36,7 @@ class PretrainConfig:
     popular_negatives: float = 0.0     # share of matching negatives drawn by popularity
     sequential_user_noise: float = 0.0  # share of sequential examples shown another user's token
     trigger_noise: float = 0.0         # share of ranking examples shown as the task argument + random words
+    prompt_word_dropout: float = 0.0   # chance that each word of a training phrasing is left out
     explanations_per_user: int = 2
     max_history: int = 5
     word_offset_max: int = 8
@@ -47,7 +48,7 @@ class PretrainConfig:
     def __post_init__(self):
         if self.user_tokens not in USER_TOKEN_MODES:
             raise ConfigError("user_tokens", f"{self.user_tokens!r} is not one of {', '.join(USER_TOKEN_MODES)}")
-        for name in ("popular_negatives", "sequential_user_noise", "trigger_noise"):
+        for name in ("popular_negatives", "sequential_user_noise", "trigger_noise", "prompt_word_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ConfigError(name, f"{getattr(self, name)!r} is a share: give a number from 0 to 1")
         if self.user_tokens != "trained" and not self.entity_tokens:

@@ -39,6 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, PapRecError
+from .layout_choice import PAPER_SUFFIX_ROWS, layout_options, shape_label
 from .search.config import SearchConfig
 from .search.events import Listener
 from .study_options import STUDY_PRESETS, StudyOptions
@@ -99,14 +100,26 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
     for task in opts.tasks:
         steps.append(Step(f"baselines/{task}", "baselines", task, f"backbone check ({task})", params=test_params))
     for task in opts.tasks:
-        np_step = search(f"search/{task}/non-personalized", task, f"{task} non-personalized",
-                         base_config(opts, task))
-        p_step = search(f"search/{task}/personalized", task, f"{task} personalized",
-                        base_config(opts, task, personalized=True))
-        steps.append(Step(f"test/{task}", "test", task, f"test ({task})", deps=[np_step, p_step],
-                          params=test_params))
-        layout["tasks"][task] = {"baselines": f"baselines/{task}", "non_personalized": np_step,
-                                 "personalized": p_step, "test": f"test/{task}"}
+        main: dict[str, list[str]] = {}
+        for which, personalized in (("non_personalized", False), ("personalized", True)):
+            name, label = f"search/{task}/{which.replace('_', '-')}", f"{task} {which.replace('_', '-')}"
+            cfg = base_config(opts, task, personalized=personalized)
+            # With a layout choice the first option is the paper's own shape (suffix, l): it keeps
+            # the step name a study without the choice gives it, so turning the choice on reuses it.
+            options = layout_options(cfg) if opts.choose_layout else [cfg]
+            main[which] = [search(name, task, label, options[0])] + [
+                search(f"{name}/{o.layout}-l{o.trigger_length}", task, f"{label} ({shape_label(o)})", o)
+                for o in options[1:]]
+        params = dict(test_params)
+        if opts.choose_layout:
+            params["choose_layout"] = main  # which steps compete for each row
+        steps.append(Step(f"test/{task}", "test", task, f"test ({task})",
+                          deps=main["non_personalized"] + main["personalized"], params=params))
+        layout["tasks"][task] = {"baselines": f"baselines/{task}", "non_personalized": main["non_personalized"][0],
+                                 "personalized": main["personalized"][0], "test": f"test/{task}"}
+        if opts.choose_layout:
+            layout["tasks"][task].update(non_personalized_options=main["non_personalized"],
+                                         personalized_options=main["personalized"])
 
     task = opts.ablation_on
     if task is not None:
@@ -520,17 +533,38 @@ class Study:
             raise PapRecError(f"run {rid} finished without a completed round; nothing to test")
         return state
 
+    def _chosen(self, names: list[str]) -> str:
+        """The step among ``names`` whose search scored best on validation (ties: the first, the
+        paper's shape), as ``search --choose-layout`` chooses."""
+        from .layout_choice import LayoutChoice
+
+        ids = {self.run_id_of(n): n for n in names}
+        scores = {rid: float(self._state(rid)["best_score"]) for rid in ids}
+        return ids[LayoutChoice("", {rid: None for rid in ids}, scores).chosen]
+
     def _test(self, step: Step, e: dict) -> None:
         from .compare import compare_prompts
 
-        np_id, p_id = (self.run_id_of(d) for d in step.deps)
+        options = step.params.get("choose_layout") or {"non_personalized": step.deps[:1],
+                                                         "personalized": step.deps[1:]}
+        chosen = {which: self._chosen(names) for which, names in options.items()}
+        np_id, p_id = (self.run_id_of(chosen[w]) for w in ("non_personalized", "personalized"))
         p_cfg = SearchConfig.from_dict(self.store.get_run(p_id)["config"])
-        np_cfg = SearchConfig.from_dict(self.store.get_run(np_id)["config"])
         ds, backbone = self._inputs(p_cfg)
-        np_state = self._state(np_id)
+
+        def row(rid: int) -> dict:
+            state = self._state(rid)
+            return {"task_tokens": state["task_tokens"], "user_tokens": state.get("user_tokens"),
+                    "config": self.store.get_run(rid)["config"]}
+
+        extra = {NP_ROW: {**row(np_id), "user_tokens": None}}
+        paper = {}  # step -> row: the paper's suffix run beside a chosen run of another shape
+        for which, name in ((w, options[w][0]) for w in ("non_personalized", "personalized")):
+            if chosen[which] != name:
+                paper[name] = PAPER_SUFFIX_ROWS[which]
+                extra[paper[name]] = row(self.run_id_of(name))
         results = compare_prompts(backbone, ds, p_cfg, self._state(p_id), repetitions=self.opts.repetitions,
-                                  extra={NP_ROW: {"task_tokens": np_state["task_tokens"], "config": np_cfg.to_dict()}},
-                                  users=self._test_user_list(ds), progress=self.say)
+                                  extra=extra, users=self._test_user_list(ds), progress=self.say)
         results["study"] = {"group": self.group, "step": step.name, "non_personalized_run": np_id,
                             "personalized_run": p_id, "test_users": self.opts.test_users}
         by_name = {r["name"]: r for r in results["rows"]}
@@ -538,9 +572,11 @@ class Study:
             rows = [r for r in results["rows"] if r["name"] not in own] + [by_name[n] for n in own if n in by_name]
             self.store.save_results(rid, {**results, "rows": rows, "run_id": rid})
         e.update(inputs={d: self.manifest["steps"][d]["run_id"] for d in step.deps}, params=step.params,
-                 saved_to=[np_id, p_id])
-        self.manifest["steps"][step.deps[0]]["test"] = {"run_id": np_id, "row": NP_ROW}
-        self.manifest["steps"][step.deps[1]]["test"] = {"run_id": p_id, "row": P_ROW}
+                 saved_to=[np_id, p_id], chosen=chosen)
+        self.manifest["steps"][chosen["non_personalized"]]["test"] = {"run_id": np_id, "row": NP_ROW}
+        self.manifest["steps"][chosen["personalized"]]["test"] = {"run_id": p_id, "row": P_ROW}
+        for name, label in paper.items():
+            self.manifest["steps"][name]["test"] = {"run_id": self.run_id_of(name), "row": label, "results_of": p_id}
 
     def _ablation_test(self, step: Step, e: dict) -> None:
         from .compare import backbone_max_history, learned_prompt_metrics, runs_needed, summarize

@@ -42,6 +42,9 @@ class StudyOptions:
     layouts: list[str] = field(default_factory=lambda: ["prefix", "prefix+suffix", "suffix"])
     user_positions: list[str] = field(default_factory=lambda: ["before", "between", "end"])
     test_users: int | None = None          # a fixed sample of test users (None: the whole split)
+    # each main row's layout and length chosen on validation among the paper's shapes
+    # (layout_choice.layout_options), the pure-suffix run reported beside it
+    choose_layout: bool = False
     ranking: str = "fast"
     device: str = "auto"
     seed: int = 0
@@ -107,6 +110,8 @@ class StudyOptions:
             argv += ["--device", self.device]
         if self.seed != d.seed:
             argv += ["--seed", str(self.seed)]
+        if self.choose_layout:
+            argv.append("--choose-layout")
         if not self.ablations:
             argv.append("--no-ablations")
         else:

@@ -120,3 +120,59 @@ def test_report_names_the_backbones_pretrain_command(tmp_path):
     assert _backbone_command(tmp_path) == "python -m paprec_core pretrain --data d --out o --seed 1"
     assert _backbone_command(tmp_path / "missing") is None
     assert _backbone_command(None) is None
+
+
+def test_plan_with_a_layout_choice_searches_every_shape_once():
+    plain_steps, plain = build_plan(StudyOptions(data="d", backbone="b", tasks=["sequential"]).validate())
+    opts = StudyOptions(data="d", backbone="b", tasks=["sequential"], choose_layout=True).validate()
+    steps, layout = build_plan(opts)
+    by = {s.name: s for s in steps}
+    t = layout["tasks"]["sequential"]
+    np_opts, p_opts = t["non_personalized_options"], t["personalized_options"]
+    # the paper's suffix run keeps its name; then suffix l = 6, prefix+suffix, prefix (prefix: the ablations' run)
+    assert np_opts[0] == plain["tasks"]["sequential"]["non_personalized"] == t["non_personalized"]
+    assert [(by[n].config["layout"], by[n].config["trigger_length"]) for n in np_opts] == [
+        ("suffix", 5), ("suffix", 6), ("prefix+suffix", 5), ("prefix", 5)]
+    assert [by[n].config["layout"] for n in p_opts] == ["suffix", "prefix+suffix", "prefix"]
+    assert all(by[n].config["personalized"] for n in p_opts)
+    assert np_opts[2:] == [dict(layout["ablations"]["layout"])[x] for x in ("prefix+suffix", "prefix")]
+    test = by["test/sequential"]
+    assert test.deps == np_opts + p_opts and test.params["choose_layout"] == {"non_personalized": np_opts,
+                                                                              "personalized": p_opts}
+    # 2 shapes more than without the choice: suffix l = 6 (non-personalized) and the personalized prefix+suffix
+    # and prefix (the ablations have only non-personalized layouts)
+    searches = lambda ss: {json.dumps(s.config, sort_keys=True) for s in ss if s.kind == "search"}  # noqa: E731
+    assert len(searches(steps)) == len(searches(plain_steps)) + 3 == sum(s.kind == "search" for s in steps)
+    assert "--choose-layout" in opts.command()
+
+
+def test_study_with_a_layout_choice_tests_the_best_shape_on_validation(demo_store, demo_backbone_dir, tmp_path):
+    out = tmp_path / "report"
+    db = tmp_path / "runs.sqlite"
+    argv = ["study", "--data", str(demo_store), "--backbone", str(demo_backbone_dir), "--out", str(out),
+            "--store", str(db), "--preset", "smoke", "--tasks", "sequential", "--trigger-length", "2",
+            "--repetitions", "1", "--device", "cpu", "--no-ablations", "--choose-layout", "--quiet"]
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    store = RunStore(db)
+    test = manifest["steps"]["test/sequential"]
+    t = manifest["plan"]["tasks"]["sequential"]
+    res = {r["name"]: r for r in store.results(manifest["steps"][test["chosen"]["personalized"]]["run_id"])["rows"]}
+    for which, row, paper_row in (("non_personalized", "PAP-REC", "PAP-REC, paper's suffix layout"),
+                                  ("personalized", "PAP-REC personalized", "PAP-REC personalized, paper's suffix layout")):
+        options = t[f"{which}_options"]
+        score = {n: store.last_state(manifest["steps"][n]["run_id"])["best_score"] for n in options}
+        best = max(score.values())
+        assert score[test["chosen"][which]] == best
+        assert test["chosen"][which] == next(n for n in options if score[n] == best)  # ties: the paper's first
+        chosen_run = manifest["steps"][test["chosen"][which]]["run_id"]
+        state = store.last_state(chosen_run)
+        cfg = store.get_run(chosen_run)["config"]
+        assert f"[{state['task_tokens'][0]}]" not in res[row]["text"]  # texts show pieces, not ids
+        assert res[row]["text"].startswith("{task arg}") == (cfg["layout"] == "suffix")
+        # the paper's suffix run is its own row exactly when another shape won
+        assert (paper_row in res) == (test["chosen"][which] != options[0])
+        assert manifest["steps"][test["chosen"][which]]["test"]["row"] == row
+    readme = (out / "README.md").read_text()
+    assert readme.count("layout chosen on validation (best validation score") == 2
+    assert "--choose-layout" in readme

@@ -10,6 +10,7 @@ from collections import Counter
 from pathlib import Path
 
 from ..compare import ALPHA, NUM_BEAMS, TOP_K, format_table
+from ..layout_choice import PAPER_SUFFIX_ROWS
 from .claims import _differences
 from .format import CLAIM_METRICS, NP_ROW, PAPER, PAPER_TABLE12, PAPER_TABLE13, PAPER_TABLE3_MIN, P_ROW, TASK_ONLY_ROW, _CRIT_LABEL, _LAYOUT_LABEL, _PAPER_TABLE, _TASK_TITLE, _UPOS_LABEL, _code, _dur, _f, _kind, _table, _when
 from .plots import _image, plot_criteria, plot_length_sweep, plot_token_frequency, plot_validation
@@ -193,14 +194,15 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
             add("_Not tested yet._")
             add("")
         else:
-            add("\n".join(test_table(results, _paper_columns(task), [TASK_ONLY_ROW])))
+            add("\n".join(test_table(results, _paper_columns(task), [*PAPER_SUFFIX_ROWS.values(), TASK_ONLY_ROW])))
             add("")
             add(f"Bold: the best of the four prompts in the row; \\*: significantly better than each of the other "
                 f"three (paired t-test on {results.get('n_values')} aligned per-example values, "
                 f"p < {results.get('alpha', ALPHA)}). Beam {NUM_BEAMS}, top-{TOP_K}, "
                 f"{results.get('examples_per_run')} test examples per run, ranking `{results.get('ranking')}`. "
-                "The last column (the personalized run's task tokens with every user at the default `?`) "
-                "is shown for diagnosis only.")
+                "The columns marked *not ranked* are shown beside the four: the paper's pure-suffix runs "
+                "where the layout chosen on validation is another, and the personalized run's task tokens "
+                "with every user at the default `?` (for diagnosis).")
             add("")
             paper = PAPER.get(task, {}).get(str(manifest.get("dataset", "")).lower())
             if paper:
@@ -294,8 +296,9 @@ def _prompts_section(d: StudyData, task: str, t: dict, results: dict | None, plo
     for name in _paper_columns(task)[:2]:
         if name in by:
             add(f"- {name}: {_code(by[name]['text'])}")
-    for step, row, label in ((t["non_personalized"], NP_ROW, "Non-personalized"),
-                             (t["personalized"], P_ROW, "Personalized task tokens")):
+    _layout_choice_lines(d, task, add)
+    for step, row, label in ((d.main_step(task, "non_personalized"), NP_ROW, "Non-personalized"),
+                             (d.main_step(task, "personalized"), P_ROW, "Personalized task tokens")):
         rid = d.run_id(step)
         end = d.run_end(rid) if rid is not None else None
         if end:
@@ -303,7 +306,7 @@ def _prompts_section(d: StudyData, task: str, t: dict, results: dict | None, plo
                 f"at round {end.get('best_round')}): {_code(end.get('prompt'))}")
         else:
             add(f"- {label}: _not finished yet_")
-    rid = d.run_id(t["personalized"])
+    rid = d.run_id(d.main_step(task, "personalized"))
     if rid is None or d.run_end(rid) is None:
         add("")
         return
@@ -328,12 +331,30 @@ def _prompts_section(d: StudyData, task: str, t: dict, results: dict | None, plo
                                                             "top": counts[:20]}
 
 
+def _layout_choice_lines(d: StudyData, task: str, add) -> None:
+    """With ``--choose-layout``: every shape searched for a row, its validation score, which won."""
+    for which, label in (("non_personalized", "Non-personalized"), ("personalized", "Personalized")):
+        options = d.options(task, which)
+        if len(options) < 2:
+            continue
+        parts = []
+        for step in options:
+            rid = d.run_id(step)
+            end = d.run_end(rid) if rid is not None else None
+            cfg = (d.steps.get(step) or {}).get("config") or {}
+            shape = f"{cfg.get('layout')}, l = {cfg.get('trigger_length')}"
+            score = _f(end.get("best_score")) if end else "not finished"
+            parts.append(f"**{shape}** {score}" if step == d.main_step(task, which) else f"{shape} {score}")
+        add(f"- {label} layout chosen on validation (best validation score of each search; the chosen in "
+            f"bold, the first is the paper's): " + "; ".join(parts) + ".")
+
+
 def _validation_section(d: StudyData, task: str, t: dict, results: dict | None, plots: Path, add) -> None:
     by = {r["name"]: r for r in results["rows"]} if results else {}
     vrows, panels = [], []
     metrics = CLAIM_METRICS[_kind(task)]
-    for step, row, label in ((t["non_personalized"], NP_ROW, "Non-personalized"),
-                             (t["personalized"], P_ROW, "Personalized")):
+    for step, row, label in ((d.main_step(task, "non_personalized"), NP_ROW, "Non-personalized"),
+                             (d.main_step(task, "personalized"), P_ROW, "Personalized")):
         rid = d.run_id(step)
         if rid is None:
             continue

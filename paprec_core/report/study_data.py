@@ -50,18 +50,29 @@ class StudyData:
         ref = e.get("test")
         if not ref or ref.get("run_id") != e.get("run_id"):
             return None
-        res = self.results(ref["run_id"])
+        res = self.results(ref.get("results_of", ref["run_id"]))  # a paper's-suffix row lives with the chosen run
         if not res:
             return None
         row = next((r for r in res["rows"] if r["name"] == ref["row"]), None)
         return row["metrics"] if row else None
 
+    def main_step(self, task: str, which: str) -> str:
+        """The search step behind a task's ``which`` row ('non_personalized' | 'personalized'): the
+        shape chosen on validation once the test has chosen one, else the paper's suffix run."""
+        t = self.plan["tasks"].get(task, {})
+        chosen = (self.steps.get(t.get("test", "")) or {}).get("chosen") or {}
+        return chosen.get(which) or t[which]
+
+    def options(self, task: str, which: str) -> list[str]:
+        """The steps that competed for a row on validation (just the paper's run without a choice)."""
+        t = self.plan["tasks"].get(task, {})
+        return t.get(f"{which}_options") or [t[which]]
+
     def test_results(self, task: str) -> dict | None:
         t = self.plan["tasks"].get(task, {})
         if not self.done(t.get("test", "")):
             return None
-        rid = self.run_id(t["personalized"])
-        return self.results(rid)
+        return self.results(self.run_id(self.main_step(task, "personalized")))
 
     def curve(self, rid: int) -> list[tuple[int, float, str]]:
         """Validation score per round: (round, score, 'start' | 'task' | 'user')."""
