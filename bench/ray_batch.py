@@ -12,12 +12,20 @@ start to the run's first event beyond what the same run needed locally, split in
 first run of each worker (which loads data and backbone) and the others (which find them
 in the worker's cache: inputs are read once per worker, not once per run). It also checks
 that both columns found the same prompts.
+
+A third column runs the same batch on two plain Python processes (``multiprocessing``, no Ray,
+each half of the runs in a store of its own): the most any 2-worker executor can get from this
+machine. When two single-thread searches slow each other down (shared caches and memory
+bandwidth, or virtual cores that share a physical one), that column shows it, and the Ray
+column can be read against it (``ray / plain``: what Ray itself costs).
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -33,6 +41,37 @@ def make_batch(store: RunStore, args) -> list[int]:
     return [store.create_run(SearchConfig.preset(args.preset, data=args.data, backbone=args.backbone,
                                                  task=args.task, seed=seed))
             for seed in range(args.runs)]
+
+
+def _run_half(store_path: str, seeds: list[int], args_dict: dict) -> None:
+    set_threads(1)
+    args = argparse.Namespace(**args_dict)
+    store = RunStore(store_path)
+    ids = [store.create_run(SearchConfig.preset(args.preset, data=args.data, backbone=args.backbone,
+                                                task=args.task, seed=seed)) for seed in seeds]
+    run_batch(store, ids)
+
+
+def plain_processes(tmp: Path, args) -> tuple[float, list[list[str]]]:
+    """Wall time of the batch split over ``args.workers`` plain processes, and its prompts by seed."""
+    ctx = multiprocessing.get_context("spawn")
+    shares = [list(range(args.runs))[w::args.workers] for w in range(args.workers)]
+    paths = [str(tmp / f"plain{w}.sqlite") for w in range(args.workers)]
+    t0 = time.perf_counter()
+    procs = [ctx.Process(target=_run_half, args=(p, seeds, vars(args))) for p, seeds in zip(paths, shares)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    wall = time.perf_counter() - t0
+    if any(proc.exitcode != 0 for proc in procs):
+        sys.exit("error: a plain worker process failed (its traceback is above)")
+    prompts: dict[int, list[str]] = {}
+    for path, seeds in zip(paths, shares):
+        store = RunStore(path)
+        for rid, seed in zip(sorted(r["id"] for r in store.list_runs()), seeds):
+            prompts[seed] = store.last_state(rid)["task_tokens"]
+    return wall, [prompts[s] for s in range(args.runs)]
 
 
 def load_seconds(store: RunStore, rid: int) -> float:
@@ -74,8 +113,10 @@ def main() -> None:
         ray.shutdown()
         ray_wall = init_s + batch_s
 
-        same = all(local.last_state(a)["task_tokens"] == remote.last_state(b)["task_tokens"]
-                   for a, b in zip(ids_local, ids_ray))
+        plain_wall, plain_prompts = plain_processes(Path(tmp), args)
+
+        local_prompts = [local.last_state(a)["task_tokens"] for a in ids_local]
+        same = local_prompts == [remote.last_state(b)["task_tokens"] for b in ids_ray] == plain_prompts
         first_of_worker, cached = [], []
         seen_workers = set()
         for rid in sorted(ids_ray, key=lambda r: remote.events(r)[0]["time"]):
@@ -87,7 +128,9 @@ def main() -> None:
     print(f"{args.runs} {args.preset} {args.task} searches on {Path(args.data).name}, 1 torch thread per run")
     print(f"  local, one after another: {local_wall:.1f} s")
     print(f"  ray, {args.workers} workers:        {ray_wall:.1f} s  (start-up {init_s:.1f} s + batch {batch_s:.1f} s)")
-    print(f"  same prompts in both columns: {same}")
+    print(f"  plain, {args.workers} processes:   {plain_wall:.1f} s  (no Ray: the bound of this machine, "
+          f"plain / local = {plain_wall / local_wall:.2f}; ray / plain = {ray_wall / plain_wall:.2f})")
+    print(f"  same prompts in all three columns: {same}")
     print(f"  loading data + backbone per run: local first {local_load[0]:.2f} s, then "
           f"{statistics.median(local_load[1:]) if len(local_load) > 1 else float('nan'):.2f} s (cached); ray: first "
           f"run of each worker {statistics.median(first_of_worker):.2f} s (x{len(first_of_worker)} workers), "

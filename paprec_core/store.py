@@ -356,7 +356,8 @@ class RunStore:
 
     # ------------------------------------------------------------------ events
     def listener(self, run_id: int) -> Listener:
-        """A listener that writes every event of this run, each in its own transaction.
+        """A listener that writes every event of this run, each in its own transaction, stamped
+        with the time it is written (or ``at``, for an event that was emitted elsewhere earlier).
 
         ``run_start`` -> status 'running'; ``round_end`` -> the state snapshot, progress and the
         changed user tokens (atomically with the event); ``run_end`` -> final status (converged or
@@ -370,7 +371,7 @@ class RunStore:
                                                        (run_id,))}
         counter = [seq]
 
-        def write(event: Event) -> None:
+        def write(event: Event, at: float | None = None) -> None:
             data = event.data
             if event.kind == "round_end":
                 state = dict(data.get("state", {}))
@@ -380,7 +381,7 @@ class RunStore:
                 data = {**{k: v for k, v in data.items() if k != "state"}, "state": state,
                         "user_tokens_changed": {str(u): t for u, t in sorted(changed.items())},
                         "users_with_tokens": len(tokens)}
-            now = time.time()
+            now = time.time() if at is None else at  # at: when a worker far away emitted it
             with self._write() as con:
                 if con.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
                     return  # the run was deleted while it ran: drop its events

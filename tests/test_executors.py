@@ -44,6 +44,8 @@ def test_ray_batch_gives_what_the_local_batch_gives_and_a_failing_run_fails_alon
         sa, sb = consistent(local, i), consistent(remote, j)
         assert sa["task_tokens"] == sb["task_tokens"] and sa["user_tokens"] == sb["user_tokens"]
         assert comparable(local.events(i)) == comparable(remote.events(j))  # streamed in full, in order
+        times = [e["time"] for e in remote.events(j)]  # stamped when emitted, though sent in batches
+        assert times == sorted(times) and len(set(times)) > len(times) // 2
     # the failing run: its error once, in one line; it never started, so it was not retried either
     run = remote.get_run(bad)
     assert "no-such-backbone" in run["error"] and "\n" not in run["error"]
@@ -149,3 +151,15 @@ def test_a_background_batch_runs_while_the_caller_goes_on_and_stops_when_asked(m
     batch.join(timeout=60)
     assert batch.statuses == {ids[0]: "stopped", ids[1]: "stopped"}
     assert [store.get_run(i)["status"] for i in ids] == ["stopped", "stopped"]
+
+
+def test_an_event_sent_from_afar_keeps_the_time_it_happened(tmp_path, make_config):
+    from paprec_core.search.events import Event
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    rid = store.create_run(make_config())
+    write = store.listener(rid)
+    write(Event("candidate", 1, {"slot": 0}), at=1234.5)
+    write(Event("candidate", 1, {"slot": 1}))
+    first, second = store.events(rid)
+    assert first["time"] == 1234.5 and second["time"] > 1234.5
