@@ -236,6 +236,20 @@ class Runner:
         self._enqueue(run_id, resume=False, trust_pickle=trust_pickle)
         return run_id
 
+    def submit_queued(self, run_ids: list[int], trust_pickle: bool = False) -> None:
+        """Start runs already recorded as 'queued' in the store (e.g. a layout choice's shapes), in
+        order, as slots free."""
+        from .data import check_pickle_opt_in
+
+        for run_id in run_ids:
+            run = self.store.get_run(run_id)
+            if run["status"] != "queued":
+                raise PapRecError(f"run {run_id} is {run['status']}, not queued")
+            if run["config"].get("task") == "explanation":
+                check_pickle_opt_in(resolve_path(run["config"].get("data", "")), trust_pickle)
+        for run_id in run_ids:
+            self._enqueue(run_id, resume=False, trust_pickle=trust_pickle)
+
     def resume(self, run_id: int, trust_pickle: bool = False) -> None:
         """Queue a stopped, failed or interrupted run to continue from its last completed round."""
         from .data import check_pickle_opt_in

@@ -534,3 +534,36 @@ def test_an_explanation_run_is_refused_on_launch_without_the_opt_in(empty_env, d
         ui._SessionRunner(ui._runner(ui.store_path()), False).submit(
             make_config(data=str(demo_store), task="explanation", personalized=False))
     assert ui.store().list_runs() == []
+
+
+def test_launch_can_choose_the_layout_on_validation(empty_env, demo_store, demo_backbone_dir):
+    from test_runner import wait_for
+
+    at = app()
+    at.text_input(key="f_data").set_value(str(demo_store))
+    at.text_input(key="f_backbone").set_value(str(demo_backbone_dir))
+    at.number_input(key="f_l").set_value(2)
+    at.selectbox(key="f_layout").set_value("choose on validation")
+    at.radio(key="f_preset").set_value("quick")
+    at.number_input(key="f_epochs").set_value(1)
+    at.number_input(key="f_val_users").set_value(20)
+    at.number_input(key="f_train").set_value(32)
+    at.button(key="f_start").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    store = RunStore(empty_env / "runs.sqlite")
+    runs = sorted(store.list_runs(), key=lambda r: r["id"])
+    assert len(runs) == 4 and len({r["group"] for r in runs}) == 1 and runs[0]["group"].startswith("layout choice: ")
+    shapes = [(store.get_run(r["id"])["config"]["layout"], store.get_run(r["id"])["config"]["trigger_length"])
+              for r in runs]
+    assert shapes == [("suffix", 2), ("suffix", 6), ("prefix+suffix", 2), ("prefix", 2)]
+    assert at.session_state[ui.SELECTED] == runs[0]["id"]  # the watch panel follows the paper's shape first
+    wait_for(lambda: all(store.get_run(r["id"])["status"] == "finished" for r in runs), timeout=240)
+
+    from paprec_core.layout_choice import choice_of_run
+
+    chosen = choice_of_run(store, runs[0]["id"]).chosen
+    at = app(run_id=runs[0]["id"])
+    shown = texts(at)
+    assert "Layout choice" in shown and "the paper's shape" in shown
+    assert f"#{chosen} " in shown and "chosen" in shown.split(f"#{chosen} ", 1)[1].split("\n", 1)[0]

@@ -384,3 +384,16 @@ def test_cli_ctrl_c_stops_resumably(tmp_path, capsys, config, monkeypatch):
     assert store.get_run(1)["status"] == "finished" and consistent(store, 1)["round"] == 6
     assert [e["kind"] for e in store.events(1)].count("run_start") == 1
     assert [e["kind"] for e in store.events(1)].count("run_end") == 1
+
+
+def test_the_runner_starts_runs_already_queued_and_refuses_others(tmp_path, make_config):
+    from paprec_core.errors import PapRecError
+    from paprec_core.runner import Runner
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    ids = [store.create_run(make_config(max_rounds=1, seed=s)) for s in (0, 1)]
+    runner = Runner(store, max_parallel=1)
+    runner.submit_queued(ids)
+    assert [runner.wait(i, timeout=120) for i in ids] == ["finished", "finished"]
+    with pytest.raises(PapRecError, match="finished, not queued"):
+        runner.submit_queued(ids[:1])

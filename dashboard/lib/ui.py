@@ -61,6 +61,9 @@ class _SessionRunner:
     def resume(self, run_id: int) -> None:
         self._runner.resume(run_id, trust_pickle=self._trust)
 
+    def submit_queued(self, run_ids: list[int]) -> None:
+        self._runner.submit_queued(run_ids, trust_pickle=self._trust)
+
     def __getattr__(self, name):
         return getattr(self._runner, name)
 

@@ -666,3 +666,23 @@ def references(events: list[dict]) -> dict[str, float]:
     """The Seen/Unseen manual prompts' validation score that the search recorded at its start."""
     start = next((e for e in events if e["kind"] == "run_start"), None)
     return dict(start["data"].get("references") or {}) if start else {}
+
+
+def layout_choice_lines(store, run_id: int) -> list[str]:
+    """Markdown lines on the layout choice ``run_id`` belongs to (none for a run searched alone):
+    each shape's run, status and best validation score, and, once all have ended, the chosen one."""
+    from paprec_core.layout_choice import choice_of_run, shape_label
+
+    choice = choice_of_run(store, run_id)
+    if choice is None:
+        return []
+    statuses = {rid: store.get_run(rid)["status"] for rid in choice.runs}
+    ended = all(s in ("finished", "failed", "stopped") for s in statuses.values())
+    lines = [f"**Layout choice**: {len(choice.runs)} searches, one per shape, judged on the same validation "
+             "users; the best validation score is the prompt" + ("" if ended else " (chosen when all have ended)") + ":"]
+    for rid, cfg in choice.runs.items():
+        tags = [t for t, on in (("chosen", ended and rid == choice.chosen), ("this run", rid == run_id),
+                                ("the paper's shape", rid == choice.paper_suffix)) if on]
+        lines.append(f"- #{rid} {shape_label(cfg)}: {statuses[rid]}, best validation score "
+                     f"{fmt_score(choice.scores[rid])}" + (f" — {', '.join(tags)}" if tags else ""))
+    return lines

@@ -8,6 +8,7 @@ from dashboard.lib import ui, views
 from dashboard.lib.paths import default_backbone, resolve, shown
 
 REFRESH_S = 2.0
+CHOOSE = "choose on validation"
 WATCH_KINDS = ["phase", "run_start", "swap", "user_update", "validation", "round_end", "run_end"]
 
 ui.header("Launch & watch", "Start a prompt search on a dataset and a frozen backbone, and follow it round by round.")
@@ -36,7 +37,10 @@ def launch_form() -> None:
     c1, c2 = st.columns(2)
     length = c1.number_input("Trigger length l", min_value=0, max_value=20, value=5, step=1, key="f_l")
     k = c2.number_input("Candidates k", min_value=0, max_value=50, value=5, step=1, key="f_k")
-    layout = c1.selectbox("Trigger layout", LAYOUTS, key="f_layout")
+    layout = c1.selectbox("Trigger layout", [*LAYOUTS, CHOOSE], key="f_layout",
+                          help=f"{CHOOSE}: one search per shape of the paper (suffix with l and with 5 or 6, "
+                               "prefix+suffix, prefix), the best on validation is the prompt; the paper's "
+                               "suffix run is shown beside it in Compare.")
     user_position = c2.selectbox("[T_u] position", USER_POSITIONS, key="f_user_position", disabled=not personalized)
     criterion = st.selectbox("Selection criterion", CRITERIA, key="f_criterion",
                              help="surrogate: HR@5 + α·NDCG@5 (BLEU-4 + α·ROUGE-L for explanation); "
@@ -70,7 +74,7 @@ def launch_form() -> None:
         return
     overrides = {"data": str(resolve(data)), "backbone": str(resolve(bb)), "task": task,
                  "personalized": personalized, "trigger_length": int(length), "candidates": int(k),
-                 "layout": layout, "user_position": user_position if personalized else "end",
+                 "layout": "suffix" if layout == CHOOSE else layout, "user_position": user_position if personalized else "end",
                  "criterion": criterion, "seed": int(seed), "ranking": ranking, "device": device,
                  "exclude_numbers_task": no_num_task, "exclude_numbers_user": no_num_user}
     if max_epochs is not None:
@@ -87,7 +91,14 @@ def launch_form() -> None:
             if not resolve(path).exists():
                 hint = "; pretrain one on the Data & backbone page" if field == "backbone" else ""
                 raise PapRecError(f"config field '{field}': {shown(path)} does not exist{hint}")
-        run_id = ui.runner().submit(cfg, name=name.strip() or None)
+        if layout == CHOOSE:
+            from paprec_core.layout_choice import start_choice
+
+            choice = start_choice(ui.store(), cfg, name.strip() or None)
+            ui.runner().submit_queued(list(choice.runs))
+            run_id = next(iter(choice.runs))
+        else:
+            run_id = ui.runner().submit(cfg, name=name.strip() or None)
     except PapRecError as e:
         message.error(str(e), icon=":material/error:")
         return
@@ -144,6 +155,9 @@ def live_view(run_id: int) -> None:
                                       third, ("Device", views.device_label(views.run_device(events)))]),
                     unsafe_allow_html=True)
         ui.show_run_error(run)
+        choice_lines = views.layout_choice_lines(store, run_id)
+        if choice_lines:
+            st.markdown("\n".join(choice_lines))
         if status == "interrupted":
             st.warning("Interrupted: the process that ran this run has ended. Resume continues it from its "
                        "last completed round.", icon=":material/warning:")
