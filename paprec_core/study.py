@@ -97,6 +97,9 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
         return name
 
     layout: dict = {"tasks": {}, "ablation_task": opts.ablation_on, "ablations": {}}
+    # layout-choice shapes other than the paper's: their test comes with the main test only when
+    # chosen, so an ablation that reuses one tests it itself (see Study._ablation_test)
+    other_shapes: set[str] = set()
     for task in opts.tasks:
         steps.append(Step(f"baselines/{task}", "baselines", task, f"backbone check ({task})", params=test_params))
     for task in opts.tasks:
@@ -110,6 +113,7 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
             main[which] = [search(name, task, label, options[0])] + [
                 search(f"{name}/{o.layout}-l{o.trigger_length}", task, f"{label} ({shape_label(o)})", o)
                 for o in options[1:]]
+        other_shapes.update(main["non_personalized"][1:] + main["personalized"][1:])
         params = dict(test_params)
         if opts.choose_layout:
             params["choose_layout"] = main  # which steps compete for each row
@@ -139,9 +143,9 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
         for table, label, name, cfg in variants:
             got = search(name, task, f"{task} {table.replace('_', ' ')}: {label}", cfg)
             ab.setdefault(table, []).append([label, got])
-            if got == name:  # a run of its own: test it
+            if got == name or got in other_shapes:  # a run of its own (or maybe untested): test it
                 steps.append(Step(f"ablation-test/{name.split('/', 1)[1]}", "ablation-test", task,
-                                  f"test of {name}", deps=[name], params=test_params))
+                                  f"test of {got}", deps=[got], params=test_params))
         layout["ablations"] = ab
     return steps, layout
 
@@ -584,6 +588,11 @@ class Study:
 
         (dep,) = step.deps
         rid = self.run_id_of(dep)
+        ref = self.manifest["steps"][dep].get("test") or {}
+        if ref.get("run_id") == rid and "results_of" not in ref and self.store.results(rid) is not None:
+            # a layout-choice shape the main test chose: tested there, with its results on the run
+            e.update(inputs={dep: rid}, params=step.params, saved_to=[rid])
+            return
         cfg = SearchConfig.from_dict(self.store.get_run(rid)["config"])
         ds, backbone = self._inputs(cfg)
         state = self._state(rid)

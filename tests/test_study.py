@@ -136,6 +136,9 @@ def test_plan_with_a_layout_choice_searches_every_shape_once():
     assert [by[n].config["layout"] for n in p_opts] == ["suffix", "prefix+suffix", "prefix"]
     assert all(by[n].config["personalized"] for n in p_opts)
     assert np_opts[2:] == [dict(layout["ablations"]["layout"])[x] for x in ("prefix+suffix", "prefix")]
+    # the main test covers only the chosen shape: the layout ablation tests the other shapes itself
+    assert by["ablation-test/layout/prefix"].deps == [np_opts[3]]
+    assert by["ablation-test/layout/prefix+suffix"].deps == [np_opts[2]]
     test = by["test/sequential"]
     assert test.deps == np_opts + p_opts and test.params["choose_layout"] == {"non_personalized": np_opts,
                                                                               "personalized": p_opts}
