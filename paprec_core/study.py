@@ -39,7 +39,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .errors import ConfigError, PapRecError
-from .layout_choice import PAPER_SUFFIX_ROWS, layout_options, shape_label
+from .layout_choice import PAPER_SUFFIX_ROWS, LayoutChoice, layout_options, shape_label
 from .search.config import SearchConfig
 from .search.events import Listener
 from .study_options import STUDY_PRESETS, StudyOptions
@@ -540,8 +540,6 @@ class Study:
     def _chosen(self, names: list[str]) -> str:
         """The step among ``names`` whose search scored best on validation (ties: the first, the
         paper's shape), as ``search --choose-layout`` chooses."""
-        from .layout_choice import LayoutChoice
-
         ids = {self.run_id_of(n): n for n in names}
         scores = {rid: float(self._state(rid)["best_score"]) for rid in ids}
         return ids[LayoutChoice("", {rid: None for rid in ids}, scores).chosen]
