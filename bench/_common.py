@@ -25,6 +25,15 @@ def pretrain_hint(data: Path) -> str:
             "--tasks sequential matching --epochs 1   (outside the repository)")
 
 
+def add_demo_search_args(ap, preset: bool = True) -> None:
+    """The options every demo search bench shares: dataset, backbone, ranking task (and preset)."""
+    ap.add_argument("--data", default=str(DEFAULT_DATA))
+    ap.add_argument("--backbone", default=str(DEFAULT_BACKBONE))
+    ap.add_argument("--task", default="sequential", choices=["sequential", "matching"])
+    if preset:
+        ap.add_argument("--preset", default="quick")
+
+
 def require_data(path: str | Path) -> Path:
     """The dataset folder, or exit 0 with a 'skipped' message when it is absent
     (the shared Beauty/Sports data is not on every machine)."""

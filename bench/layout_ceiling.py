@@ -22,7 +22,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from _common import DEFAULT_BACKBONE, DEFAULT_DATA, require_backbone, require_data, set_threads
+from _common import add_demo_search_args, require_backbone, require_data, set_threads
 
 from paprec_core.prompts import MANUAL_PROMPTS, SEEN, TASK_ARGS  # noqa: E402
 
@@ -42,9 +42,7 @@ def seen_parts(task: str) -> list[str]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--backbone", default=str(DEFAULT_BACKBONE))
-    ap.add_argument("--task", default="sequential", choices=["sequential", "matching"])
+    add_demo_search_args(ap, preset=False)
     ap.add_argument("--manual", nargs="*", default=None, help="manual prompt ids (default: the task's)")
     ap.add_argument("--prompt", action="append", default=[], metavar="LAYOUT=WORDS")
     ap.add_argument("--threads", type=int, default=1)
@@ -83,8 +81,8 @@ def main() -> None:
         if layout not in LAYOUTS:
             sys.exit(f"error: --prompt {spec!r}: the layout must be one of {', '.join(LAYOUTS)}")
         before, bar, after = words.partition("|")
-        if layout == "prefix+suffix" and (not bar or len(before.split()) != (len(before.split()) +
-                                                                            len(after.split())) // 2):
+        n_before, n = len(before.split()), len((before + " " + after).split())
+        if layout == "prefix+suffix" and (not bar or n_before != n // 2):
             sys.exit(f"error: --prompt {spec!r}: prefix+suffix puts l // 2 words before the argument; "
                      "split them with '|' (e.g. 'prefix+suffix=a b|c d e')")
         ids = []

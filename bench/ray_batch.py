@@ -30,26 +30,24 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DEFAULT_BACKBONE, DEFAULT_DATA, require_backbone, require_data, set_threads
+from _common import add_demo_search_args, require_backbone, require_data, set_threads
 
 from paprec_core.executors import run_batch  # noqa: E402
 from paprec_core.search.config import SearchConfig  # noqa: E402
 from paprec_core.store import RunStore  # noqa: E402
 
 
-def make_batch(store: RunStore, args) -> list[int]:
+def make_batch(store: RunStore, args, seeds=None) -> list[int]:
+    """The batch's queued runs (``seeds``: default 0..runs-1)."""
     return [store.create_run(SearchConfig.preset(args.preset, data=args.data, backbone=args.backbone,
                                                  task=args.task, seed=seed))
-            for seed in range(args.runs)]
+            for seed in (range(args.runs) if seeds is None else seeds)]
 
 
 def _run_half(store_path: str, seeds: list[int], args_dict: dict) -> None:
     set_threads(1)
-    args = argparse.Namespace(**args_dict)
     store = RunStore(store_path)
-    ids = [store.create_run(SearchConfig.preset(args.preset, data=args.data, backbone=args.backbone,
-                                                task=args.task, seed=seed)) for seed in seeds]
-    run_batch(store, ids)
+    run_batch(store, make_batch(store, argparse.Namespace(**args_dict), seeds))
 
 
 def plain_processes(tmp: Path, args) -> tuple[float, list[list[str]]]:
@@ -83,10 +81,7 @@ def load_seconds(store: RunStore, rid: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--backbone", default=str(DEFAULT_BACKBONE))
-    ap.add_argument("--task", default="sequential", choices=["sequential", "matching"])
-    ap.add_argument("--preset", default="quick")
+    add_demo_search_args(ap)
     ap.add_argument("--runs", type=int, default=8)
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()

@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import DEFAULT_BACKBONE, DEFAULT_DATA, require_backbone, require_data, set_threads
+from _common import add_demo_search_args, require_backbone, require_data, set_threads
 
 from paprec_core.compare import compare_prompts, verdicts  # noqa: E402
 from paprec_core.layout_choice import (PAPER_SUFFIX_ROW, paper_suffix_row, run_choice, shape_label,  # noqa: E402
@@ -74,10 +74,7 @@ def spread(values) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(DEFAULT_DATA))
-    ap.add_argument("--backbone", default=str(DEFAULT_BACKBONE))
-    ap.add_argument("--task", default="sequential", choices=["sequential", "matching"])
-    ap.add_argument("--preset", default="quick")
+    add_demo_search_args(ap)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--paper-suffix-only", action="store_true", help="no layout choice: the suffix layout alone")
     ap.add_argument("--personalized", action="store_true")

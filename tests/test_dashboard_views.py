@@ -260,3 +260,16 @@ def test_paths_are_relative_to_the_repository(tmp_path, monkeypatch):
     assert resolve(str(tmp_path)) == tmp_path
     assert resolve("elsewhere") == tmp_path / "elsewhere"
     assert shown(REPO / "assets" / "demo") == "assets/demo"
+
+
+def test_layout_choice_lines_name_the_chosen_shape_only_when_all_have_ended():
+    from paprec_core.layout_choice import LayoutChoice
+    from paprec_core.search.config import SearchConfig
+
+    runs = {1: SearchConfig(), 2: SearchConfig(layout="prefix")}
+    choice = LayoutChoice("layout choice: x #1", runs, {1: 0.70, 2: 0.75})
+    running = views.layout_choice_lines(choice, {1: "finished", 2: "running"}, 1)
+    assert "chosen when all have ended" in running[0] and not any("chosen" in ln for ln in running[1:])
+    assert "this run" in running[1] and "the paper's shape" in running[1] and "prefix, l = 5" in running[2]
+    done = views.layout_choice_lines(choice, {1: "finished", 2: "finished"}, 1)
+    assert "chosen" in done[2] and "chosen" not in done[1] and "0.7500" in done[2]

@@ -668,16 +668,14 @@ def references(events: list[dict]) -> dict[str, float]:
     return dict(start["data"].get("references") or {}) if start else {}
 
 
-def layout_choice_lines(store, run_id: int) -> list[str]:
-    """Markdown lines on the layout choice ``run_id`` belongs to (none for a run searched alone):
-    each shape's run, status and best validation score, and, once all have ended, the chosen one."""
-    from paprec_core.layout_choice import choice_of_run, shape_label
 
-    choice = choice_of_run(store, run_id)
-    if choice is None:
-        return []
-    statuses = {rid: store.get_run(rid)["status"] for rid in choice.runs}
-    ended = all(s in ("finished", "failed", "stopped") for s in statuses.values())
+def layout_choice_lines(choice, statuses: dict[int, str], run_id: int) -> list[str]:
+    """Markdown lines on a layout choice (:class:`paprec_core.layout_choice.LayoutChoice`) seen from
+    its run ``run_id``: each shape's run, status (``statuses``) and best validation score, and, once
+    all have ended, the chosen one."""
+    from paprec_core.layout_choice import shape_label
+
+    ended = all(statuses[rid] in ("finished", "failed", "stopped") for rid in choice.runs)
     lines = [f"**Layout choice**: {len(choice.runs)} searches, one per shape, judged on the same validation "
              "users; the best validation score is the prompt" + ("" if ended else " (chosen when all have ended)") + ":"]
     for rid, cfg in choice.runs.items():

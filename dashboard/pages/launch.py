@@ -138,6 +138,8 @@ def criterion_label(cfg: dict) -> str:
 
 
 def live_view(run_id: int) -> None:
+    from paprec_core.layout_choice import choice_of_run
+
     store = ui.store()
     status, refs = None, {}
     with ui.guard("watch"):
@@ -155,9 +157,10 @@ def live_view(run_id: int) -> None:
                                       third, ("Device", views.device_label(views.run_device(events)))]),
                     unsafe_allow_html=True)
         ui.show_run_error(run)
-        choice_lines = views.layout_choice_lines(store, run_id)
-        if choice_lines:
-            st.markdown("\n".join(choice_lines))
+        choice = choice_of_run(store, run_id)
+        if choice is not None:
+            statuses = {rid: store.get_run(rid)["status"] for rid in choice.runs}
+            st.markdown("\n".join(views.layout_choice_lines(choice, statuses, run_id)))
         if status == "interrupted":
             st.warning("Interrupted: the process that ran this run has ended. Resume continues it from its "
                        "last completed round.", icon=":material/warning:")
