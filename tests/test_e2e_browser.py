@@ -183,8 +183,15 @@ def test_launch_watch_compare_and_users_in_chromium(server, tmp_path, demo_store
             page.screenshot(path=str(shots / "4-compare.png"), full_page=True)
 
             page.get_by_role("link", name="Launch & watch").click()
-            page.get_by_role("combobox", name="Watching").click()
-            page.get_by_role("option", name=re.compile(r"#1\b")).click()
+            for _ in range(3):  # a rerun of the page under way may put the panel back on run #2
+                watching.click()
+                page.get_by_role("option", name=re.compile(r"#1\b")).click()
+                try:
+                    expect(watching).to_have_value(re.compile(r"#1\b"), timeout=10_000)
+                    break
+                except AssertionError:
+                    page.keyboard.press("Escape")
+            expect(watching).to_have_value(re.compile(r"#1\b"))
             page.get_by_text("Ended (").wait_for(timeout=240_000)  # the personalized run ends by itself
             page.get_by_role("link", name="Users").click()
             counts = page.get_by_text(re.compile(r"\d+ of 60 users have their own token"))
