@@ -203,6 +203,9 @@ def test_launch_watch_compare_and_users_in_chromium(server, tmp_path, demo_store
             expect(one_user).to_be_visible()
             page.screenshot(path=str(shots / "5-users.png"), full_page=True)
             assert not page.get_by_text("Traceback").count()
+        except BaseException:
+            page.screenshot(path=str(shots / "failed.png"), full_page=True)  # where it stopped, for the log
+            raise
         finally:
             browser.close()
     assert first_render < 60, f"first page took {first_render:.1f}s"
