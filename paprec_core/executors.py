@@ -21,6 +21,8 @@ The Ray executor, in a few lines:
   first, so no event is lost or doubled). A run that fails for a real reason (bad
   input) is caught inside ``execute_run``, recorded as failed once and not retried;
   the rest of the batch goes on.
+- **Order.** Workers take the costliest runs first (:func:`longest_first`, estimated from
+  each run's config), so a batch does not end with one long run on one worker.
 - **Cancel.** ``should_stop`` on the driver sets a flag in the writer; each running
   search polls it inside every batch (at most every ``POLL_S``) and stops cleanly
   ('stopped', resumable); runs not yet started are marked stopped without starting.
@@ -49,6 +51,28 @@ MAX_RETRIES = 3     # worker deaths survived per run (a real error is never retr
 POLL_S = 0.2        # how stale a worker's view of the cancel flag may be
 FLUSH_S = 0.5       # how stale the store's view of a running worker's events may be
 STOP_GRACE_S = 60   # after a cancel, how long running searches get to stop cleanly
+# A round's cost by task, relative to sequential, from the Beauty study's own runs (a matching run
+# took 5-20x a sequential one of the same budget) and the quick preset's note on explanation.
+TASK_COST = {"sequential": 1.0, "matching": 15.0, "explanation": 20.0}
+ALL_USERS = 10**6   # val_users None (every validation user): ranked as the largest budget
+
+
+def expected_cost(config: dict) -> float:
+    """A run's cost, good enough to order a batch by (not a time): task, validation users,
+    candidates, and its most rounds (a personalized run has a user round for every task round,
+    and max_rounds counts both)."""
+    rounds = config.get("max_epochs", 50) * config.get("trigger_length", 5) * (2 if config.get("personalized") else 1)
+    if config.get("max_rounds"):
+        rounds = min(rounds, config["max_rounds"])
+    return (TASK_COST.get(config.get("task"), 1.0) * (config.get("val_users") or ALL_USERS)
+            * config.get("candidates", 5) * rounds)
+
+
+def longest_first(store: RunStore, run_ids: list[int]) -> list[int]:
+    """The batch in the order a pool of workers should take it: the costliest runs first, so that
+    the batch does not end with one worker on a long run while the others idle (a study's matching
+    runs take many times its sequential ones). Equal costs keep the batch's order."""
+    return sorted(run_ids, key=lambda rid: -expected_cost(store.get_run(rid)["config"]))
 
 
 def check_executor(executor: str, ray_address: str | None = None) -> None:
@@ -271,7 +295,7 @@ def _run_on_ray(store: RunStore, run_ids: list[int], address: str | None, worker
     pool = ray.remote(SearchWorker).options(num_cpus=1, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)
     idle = [pool.remote(writer, threads, trust_pickle) for _ in range(min(n_workers, len(run_ids)))]
     actors = list(idle)
-    queue = list(run_ids)
+    queue = longest_first(store, run_ids)
     busy: dict = {}
     out: dict[int, str] = {}
     cancelled_at = None

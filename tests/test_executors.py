@@ -11,7 +11,7 @@ import time
 import pytest
 
 from paprec_core.errors import ConfigError
-from paprec_core.executors import check_executor, run_batch
+from paprec_core.executors import check_executor, longest_first, run_batch
 from paprec_core.store import RunStore
 from test_runner import comparable, consistent, wait_for
 
@@ -96,6 +96,16 @@ def test_a_cancelled_batch_stops_every_worker_and_marks_its_runs_stopped(local_r
     for i in started:
         assert store.events(i)[-1]["kind"] == "run_end"  # stopped cleanly, resumable from its last round
         consistent(store, i)
+
+
+def test_workers_take_the_costliest_runs_first_and_equal_runs_in_batch_order(make_config, tmp_path):
+    store = RunStore(tmp_path / "runs.sqlite")
+    seq_a, seq_b = make_config(seed=0), make_config(seed=1)
+    ids = _batch(store, [seq_a, make_config(task="matching"), seq_b, make_config(val_users=None),
+                         make_config(max_rounds=1)])
+    # every validation user (not counted: ranked as the largest), matching on 30 users (a round
+    # many times sequential's), then the two equal runs in their order, then the one-round run
+    assert longest_first(store, ids) == [ids[3], ids[1], ids[0], ids[2], ids[4]]
 
 
 def test_an_unknown_executor_or_a_cluster_address_without_ray_is_refused():
