@@ -62,7 +62,7 @@ class StudyInterrupted(PapRecError):
 @dataclass
 class Step:
     name: str
-    kind: str                 # baselines | search | test | ablation-test
+    kind: str                 # baselines | search | test | ablation-test | ceiling
     task: str
     label: str
     config: dict | None = None            # search: the run's SearchConfig
@@ -124,6 +124,11 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
         if opts.choose_layout:
             layout["tasks"][task].update(non_personalized_options=main["non_personalized"],
                                          personalized_options=main["personalized"])
+            if task != "explanation":
+                # why a layout stays below Seen, measured: the Seen prompt's own words in it
+                steps.append(Step(f"ceiling/{task}", "ceiling", task, f"layout ceiling ({task})",
+                                  params={"test_users": opts.test_users, "seed": opts.seed}))
+                layout["tasks"][task]["ceiling"] = f"ceiling/{task}"
 
     task = opts.ablation_on
     if task is not None:
@@ -449,6 +454,15 @@ class Study:
             if s < t:
                 self.say(f"note: the backbone's Seen manual HR@5 ({s:.4f}) is below the transitions baseline "
                          f"({t:.4f}); prompt comparisons on this backbone say little")
+
+    def _ceiling(self, step: Step, e: dict) -> None:
+        from .layout_ceiling import LayoutCeiling, seen_ceiling
+
+        cfg = base_config(self.opts, step.task)
+        ds, backbone = self._inputs(cfg)
+        ceiling = LayoutCeiling(backbone, ds, step.task, cfg.data, cfg.backbone,
+                                test_users=self._test_user_list(ds))
+        e.update(result=seen_ceiling(ceiling, progress=self.say), params=step.params)
 
     def _searches_as_one_batch(self) -> None:
         """Every search the plan still needs, main and ablation alike, as one batch on the

@@ -147,6 +147,9 @@ def test_plan_with_a_layout_choice_searches_every_shape_once():
     searches = lambda ss: {json.dumps(s.config, sort_keys=True) for s in ss if s.kind == "search"}  # noqa: E731
     assert len(searches(steps)) == len(searches(plain_steps)) + 3 == sum(s.kind == "search" for s in steps)
     assert "--choose-layout" in opts.command()
+    # and why a layout stays below Seen, measured once per task: the Seen prompt's words in each layout
+    assert by["ceiling/sequential"].kind == "ceiling" and t["ceiling"] == "ceiling/sequential"
+    assert not any(s.kind == "ceiling" for s in plain_steps)
 
 
 def test_study_with_a_layout_choice_tests_the_best_shape_on_validation(demo_store, demo_backbone_dir, tmp_path):
@@ -178,4 +181,10 @@ def test_study_with_a_layout_choice_tests_the_best_shape_on_validation(demo_stor
         assert manifest["steps"][test["chosen"][which]]["test"]["row"] == row
     readme = (out / "README.md").read_text()
     assert readme.count("layout chosen on validation (best validation score") == 2
+    ceiling = {r["name"]: r for r in manifest["steps"]["ceiling/sequential"]["result"]["rows"]}
+    seen = ceiling["Seen manual (2-3)"]
+    assert set(ceiling) == {"Seen manual (2-3)", "Seen's words as prefix", "Seen's words as suffix",
+                            "Seen's words as prefix+suffix"}
+    assert ceiling["Seen's words as prefix+suffix"]["test"] == pytest.approx(seen["test"], abs=1e-9)
+    assert "### What the layouts can hold (sequential)" in readme and "- suffix: " in readme
     assert "--choose-layout" in readme

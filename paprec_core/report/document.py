@@ -222,6 +222,7 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
             summary["tasks"].setdefault(task, {})["test"] = {"rows": results["rows"], "best": results["best"],
                                                              "significant": results["significant"]}
         _prompts_section(d, task, t, results, plots, add, summary, stats)
+        _ceiling_section(d, task, t, add, summary)
         _validation_section(d, task, t, results, plots, add)
 
     # ---------------------------------------------------------------- ablations
@@ -329,6 +330,40 @@ def _prompts_section(d: StudyData, task: str, t: dict, results: dict | None, plo
     add("")
     summary["tasks"].setdefault(task, {})["user_tokens"] = {"users_with_token": len(tokens), "users": n_users,
                                                             "top": counts[:20]}
+
+
+def _ceiling_section(d: StudyData, task: str, t: dict, add, summary) -> None:
+    """The Seen prompt's own words in each layout (a ``ceiling`` step): what a search in that
+    layout could reach on this backbone if it found exactly those words."""
+    step = t.get("ceiling")
+    res = (d.steps.get(step) or {}).get("result") if step and d.done(step) else None
+    if not res:
+        return
+    add(f"### What the layouts can hold ({task})")
+    add("")
+    add("The Seen prompt's own words placed as the search places trigger tokens, scored with the search's "
+        f"criterion ({res.get('criterion')}) on all {res['examples']['val']} validation and "
+        f"{res['examples']['test']} test examples. A layout whose row stays below the Seen prompt caps a search "
+        "in it below Seen on this backbone: even the words of the Seen prompt do not reach it there.")
+    add("")
+    rows = res["rows"]
+    add("\n".join(_table(["prompt", "words", "validation", "test"],
+                         [[r["name"], _code(r["words"]) if r.get("words") else "", _f(r["val"]), _f(r["test"])]
+                          for r in rows])))
+    add("")
+    seen = rows[0]
+    held = {r["layout"] for r in rows[1:]}
+    for r in rows[1:]:
+        share = r["test"] / seen["test"] if seen["test"] else float("nan")
+        verdict = "holds them" if r["test"] >= seen["test"] else "caps the search below Seen"
+        add(f"- {r['layout']}: {_f(r['test'])} on test, {share:.0%} of the Seen prompt's {_f(seen['test'])}: "
+            f"the layout {verdict}.")
+    for lay in ("suffix", "prefix"):
+        if lay not in held:
+            add(f"- {lay}: the Seen prompt has no words on that side of its argument, so a {lay} search "
+                "cannot hold any of them.")
+    add("")
+    summary["tasks"].setdefault(task, {})["layout_ceiling"] = res
 
 
 def _layout_choice_lines(d: StudyData, task: str, add) -> None:
