@@ -73,8 +73,8 @@ class Step:
 def base_config(opts: StudyOptions, task: str, **overrides) -> SearchConfig:
     """The search config of the study's budget for one task (a preset, then the study's options)."""
     values = {**STUDY_PRESETS[opts.preset], "data": opts.data, "backbone": opts.backbone, "task": task,
-              "trigger_length": opts.trigger_length, "criterion": opts.criterion, "ranking": opts.ranking,
-              "device": opts.device, "seed": opts.seed}
+              "trigger_length": opts.trigger_length, "candidates": opts.candidates, "criterion": opts.criterion,
+              "ranking": opts.ranking, "device": opts.device, "seed": opts.seed}
     if opts.budget_rounds is not None:
         cap = values.get("max_rounds")
         values["max_rounds"] = opts.budget_rounds if cap is None else min(cap, opts.budget_rounds)

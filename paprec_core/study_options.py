@@ -37,6 +37,7 @@ class StudyOptions:
     budget_rounds: int | None = None       # caps max_rounds of every search
     criterion: str = "surrogate"           # of the main searches
     trigger_length: int = 5                # l of the main searches
+    candidates: int = 5                    # k of every search (candidates per position a round)
     lengths: list[int] = field(default_factory=lambda: list(DEFAULT_LENGTHS))
     criteria: list[str] = field(default_factory=lambda: list(DEFAULT_CRITERIA))
     layouts: list[str] = field(default_factory=lambda: ["prefix", "prefix+suffix", "suffix"])
@@ -61,7 +62,7 @@ class StudyOptions:
             raise ConfigError("tasks", "a task is named twice")
         if self.ablation_task is not None and self.ablation_task not in self.tasks:
             raise ConfigError("ablation_task", f"{self.ablation_task!r} is not among --tasks")
-        for name in ("repetitions", "trigger_length"):
+        for name in ("repetitions", "trigger_length", "candidates"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")
@@ -102,6 +103,8 @@ class StudyOptions:
             argv += ["--criterion", self.criterion]
         if self.trigger_length != d.trigger_length:
             argv += ["--trigger-length", str(self.trigger_length)]
+        if self.candidates != d.candidates:
+            argv += ["--candidates", str(self.candidates)]
         if self.test_users is not None:
             argv += ["--test-users", str(self.test_users)]
         if self.ranking != d.ranking:

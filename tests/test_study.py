@@ -7,7 +7,7 @@ import json
 import pytest
 
 from paprec_core.cli import main
-from paprec_core.errors import PapRecError
+from paprec_core.errors import ConfigError, PapRecError
 from paprec_core.study import Study, StudyInterrupted, StudyOptions, build_plan, run_study
 from paprec_core.store import RunStore
 
@@ -120,6 +120,16 @@ def test_report_names_the_backbones_pretrain_command(tmp_path):
     assert _backbone_command(tmp_path) == "python -m paprec_core pretrain --data d --out o --seed 1"
     assert _backbone_command(tmp_path / "missing") is None
     assert _backbone_command(None) is None
+
+
+def test_the_studys_k_reaches_every_search_and_its_command():
+    opts = StudyOptions(data="d", backbone="b", tasks=["sequential"], candidates=20).validate()
+    steps, _ = build_plan(opts)
+    assert {s.config["candidates"] for s in steps if s.kind == "search"} == {20}
+    assert opts.command()[opts.command().index("--candidates") + 1] == "20"
+    assert "--candidates" not in StudyOptions(data="d", backbone="b").command()
+    with pytest.raises(ConfigError, match="candidates"):
+        StudyOptions(data="d", backbone="b", candidates=0).validate()
 
 
 def test_plan_with_a_layout_choice_searches_every_shape_once():
