@@ -6,7 +6,8 @@ For each task it runs, in order:
    most-popular and item-to-item transition baselines (no search; a reader
    judges the backbone by it before trusting any prompt comparison);
 2. ``search/<task>/non-personalized`` and ``search/<task>/personalized``: two
-   searches, each a run in the run store (group ``study:<dataset>``);
+   searches, each a run in the run store (group ``study:<dataset>``, or
+   ``study:<dataset>:<folder>`` for an ``--out`` folder of another name);
 3. ``test/<task>``: the paper's test protocol (:func:`~paprec_core.compare.compare_prompts`:
    beam 20 / top-10, repeated runs, paired tests) over Seen manual, Unseen manual,
    the non-personalized and the personalized prompt, saved with both runs.
@@ -267,7 +268,11 @@ class Study:
         store_path = self._store_path(opts.store)
         opts.store = str(store_path)
         self.opts = opts
-        self.group = f"study:{self.dataset_name}"
+        # two studies of one dataset in one store (another --out) must not share a group; a study
+        # already under way keeps the group its runs were made with
+        default = f"study:{self.dataset_name}"
+        self.group = (self.manifest or {}).get("group") or (
+            default if self.out.name == self.dataset_name else f"{default}:{self.out.name}")
         self.should_stop = should_stop or (lambda: False)
         self.verbose = verbose
         self.progress = progress  # the caller's per-search listener (the CLI's progress bar), made per run

@@ -68,7 +68,8 @@ def test_study_runs_resumes_and_then_does_nothing(demo_store, demo_backbone_dir,
     runs = store.list_runs()
     run_ids = {e["run_id"] for e in manifest["steps"].values() if e["kind"] == "search"}
     assert {r["id"] for r in runs} == run_ids and len(runs) == 10
-    assert all(r["status"] == "finished" and r["group"] == "study:store" for r in runs)
+    # the dataset folder is "store", the report folder "report": the group names both
+    assert all(r["status"] == "finished" and r["group"] == "study:store:report" for r in runs)
     assert store.get_run(first["run_id"])["rounds"] == 2  # resumed, not restarted
     assert all(store.results(r["id"]) is not None for r in runs)
     assert all(e["wall_s"] >= 0 for e in manifest["steps"].values())

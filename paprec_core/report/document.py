@@ -342,7 +342,7 @@ def _ceiling_section(d: StudyData, task: str, t: dict, add, summary) -> None:
     add(f"### What the layouts can hold ({task})")
     add("")
     add("The Seen prompt's own words placed as the search places trigger tokens, scored with the search's "
-        f"criterion ({res.get('criterion')}) on all {res['examples']['val']} validation and "
+        f"criterion, the {res.get('criterion')}, on all {res['examples']['val']} validation and "
         f"{res['examples']['test']} test examples. A layout whose row stays below the Seen prompt caps a search "
         "in it below Seen on this backbone: even the words of the Seen prompt do not reach it there.")
     add("")
