@@ -44,7 +44,7 @@ from collections.abc import Callable
 from .errors import ConfigError
 from .runner import error_message, execute_run
 from .search.events import Event, Listener
-from .store import RunStore, owner_tag
+from .store import EventWriter, RunStore, owner_tag
 
 EXECUTORS = ("local", "ray")
 MAX_RETRIES = 3     # worker deaths survived per run (a real error is never retried)
@@ -150,7 +150,7 @@ class StoreWriter:
     def __init__(self, path: str):
         self.path = path
         self._stores: dict[str, RunStore] = {}
-        self._listeners: dict[int, Listener] = {}
+        self._listeners: dict[int, EventWriter] = {}
         self._cancelled = False
 
     def _store(self, owner: str) -> RunStore:
@@ -168,8 +168,7 @@ class StoreWriter:
         self._listeners[run_id] = self._store(owner).listener(run_id)
 
     def write(self, run_id: int, events: list[tuple[Event, float]]) -> bool:
-        for event, at in events:
-            self._listeners[run_id](event, at=at)
+        self._listeners[run_id].many(events)  # one transaction a batch
         return self._cancelled
 
     def cancel(self) -> None:

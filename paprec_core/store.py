@@ -46,7 +46,7 @@ from pathlib import Path
 
 from .errors import PapRecError
 from .search.config import SearchConfig
-from .search.events import Event, Listener
+from .search.events import Event
 
 STATUSES = ("queued", "running", "finished", "stopped", "failed")
 # Never stored: what every reader (runs, show, the dashboard) says of a queued or running run
@@ -355,63 +355,16 @@ class RunStore:
                 con.execute(f"DELETE FROM {table} WHERE {col} = ?", (int(run_id),))
 
     # ------------------------------------------------------------------ events
-    def listener(self, run_id: int) -> Listener:
+    def listener(self, run_id: int) -> "EventWriter":
         """A listener that writes every event of this run, each in its own transaction, stamped
-        with the time it is written (or ``at``, for an event that was emitted elsewhere earlier).
+        with the time it is written (or ``at``, for an event that was emitted elsewhere earlier);
+        its ``many`` writes a batch of (event, at) in one transaction.
 
         ``run_start`` -> status 'running'; ``round_end`` -> the state snapshot, progress and the
         changed user tokens (atomically with the event); ``run_end`` -> final status (converged or
         budget: 'finished'; stopped: 'stopped'), best score, elapsed time.
         """
-        run_id = int(run_id)
-        with self._connect() as con:
-            self._require(con, run_id)
-            seq = con.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?", (run_id,)).fetchone()[0]
-            written = {r[0]: r[1] for r in con.execute("SELECT user, token FROM user_tokens WHERE run_id = ?",
-                                                       (run_id,))}
-        counter = [seq]
-
-        def write(event: Event, at: float | None = None) -> None:
-            data = event.data
-            if event.kind == "round_end":
-                state = dict(data.get("state", {}))
-                tokens = {int(u): int(t) for u, t in state.pop("user_tokens", {}).items()}
-                changed = {u: t for u, t in tokens.items() if written.get(u) != t}
-                removed = [u for u in written if u not in tokens]
-                data = {**{k: v for k, v in data.items() if k != "state"}, "state": state,
-                        "user_tokens_changed": {str(u): t for u, t in sorted(changed.items())},
-                        "users_with_tokens": len(tokens)}
-            now = time.time() if at is None else at  # at: when a worker far away emitted it
-            with self._write() as con:
-                if con.execute("SELECT 1 FROM runs WHERE id = ?", (run_id,)).fetchone() is None:
-                    return  # the run was deleted while it ran: drop its events
-                con.execute("INSERT INTO events (run_id, seq, round, kind, data, time) VALUES (?, ?, ?, ?, ?, ?)",
-                            (run_id, counter[0] + 1, int(event.round), event.kind, dumps(data), now))
-                if event.kind == "run_start":
-                    con.execute("UPDATE runs SET status = 'running', error = NULL, owner = ?, finished_at = NULL, "
-                                "started_at = COALESCE(started_at, ?) WHERE id = ?", (self.owner(), now, run_id))
-                elif event.kind == "round_end":
-                    if removed:
-                        con.executemany("DELETE FROM user_tokens WHERE run_id = ? AND user = ?",
-                                        [(run_id, u) for u in removed])
-                    if changed:
-                        con.executemany("INSERT OR REPLACE INTO user_tokens (run_id, user, token) VALUES (?, ?, ?)",
-                                        [(run_id, u, t) for u, t in changed.items()])
-                    con.execute("UPDATE runs SET state = ?, rounds = ?, best_score = ?, elapsed_s = ? WHERE id = ?",
-                                (dumps(state), int(event.round), _finite_or_none(state.get("best_score")),
-                                 state.get("elapsed_s"), run_id))
-                elif event.kind == "run_end":
-                    status = END_STATUS.get(data.get("status"), "finished")
-                    con.execute("UPDATE runs SET status = ?, finished_at = ?, best_score = ?, elapsed_s = ? "
-                                "WHERE id = ?", (status, now, _finite_or_none(data.get("best_score")),
-                                                 data.get("elapsed_s"), run_id))
-            counter[0] += 1
-            if event.kind == "round_end":
-                for u in removed:
-                    written.pop(u, None)
-                written.update(changed)
-
-        return write
+        return EventWriter(self, int(run_id))
 
     def events(self, run_id: int, after_seq: int = 0, kinds: list[str] | None = None) -> list[dict]:
         """Events with ``seq > after_seq`` (optionally only these kinds), in order:
@@ -485,3 +438,66 @@ class RunStore:
         if r is None:
             raise KeyError(f"run {run_id} not found in {self.path}")
         return loads(r["results"])
+
+
+class EventWriter:
+    """One run's events into the store (see :meth:`RunStore.listener`)."""
+
+    def __init__(self, store: RunStore, run_id: int):
+        self.store, self.run_id = store, run_id
+        with store._connect() as con:
+            store._require(con, run_id)
+            self.seq = con.execute("SELECT COALESCE(MAX(seq), 0) FROM events WHERE run_id = ?",
+                                   (run_id,)).fetchone()[0]
+            # the user tokens already written: a round_end writes only the ones that changed
+            self.written = {r[0]: r[1] for r in con.execute("SELECT user, token FROM user_tokens WHERE run_id = ?",
+                                                            (run_id,))}
+
+    def __call__(self, event: Event, at: float | None = None) -> None:
+        self.many([(event, at)])
+
+    def many(self, events: list[tuple[Event, float | None]]) -> None:
+        """Write the events in order in one transaction (a worker's batch: one commit, not one each)."""
+        written = dict(self.written)
+        seq = self.seq
+        with self.store._write() as con:
+            if con.execute("SELECT 1 FROM runs WHERE id = ?", (self.run_id,)).fetchone() is None:
+                return  # the run was deleted while it ran: drop its events
+            for event, at in events:
+                seq += 1
+                self._write_one(con, event, time.time() if at is None else at, seq, written)
+        self.seq, self.written = seq, written
+
+    def _write_one(self, con, event: Event, now: float, seq: int, written: dict[int, int]) -> None:
+        run_id, data = self.run_id, event.data
+        if event.kind == "round_end":
+            state = dict(data.get("state", {}))
+            tokens = {int(u): int(t) for u, t in state.pop("user_tokens", {}).items()}
+            changed = {u: t for u, t in tokens.items() if written.get(u) != t}
+            removed = [u for u in written if u not in tokens]
+            data = {**{k: v for k, v in data.items() if k != "state"}, "state": state,
+                    "user_tokens_changed": {str(u): t for u, t in sorted(changed.items())},
+                    "users_with_tokens": len(tokens)}
+        con.execute("INSERT INTO events (run_id, seq, round, kind, data, time) VALUES (?, ?, ?, ?, ?, ?)",
+                    (run_id, seq, int(event.round), event.kind, dumps(data), now))
+        if event.kind == "run_start":
+            con.execute("UPDATE runs SET status = 'running', error = NULL, owner = ?, finished_at = NULL, "
+                        "started_at = COALESCE(started_at, ?) WHERE id = ?", (self.store.owner(), now, run_id))
+        elif event.kind == "round_end":
+            if removed:
+                con.executemany("DELETE FROM user_tokens WHERE run_id = ? AND user = ?",
+                                [(run_id, u) for u in removed])
+            if changed:
+                con.executemany("INSERT OR REPLACE INTO user_tokens (run_id, user, token) VALUES (?, ?, ?)",
+                                [(run_id, u, t) for u, t in changed.items()])
+            con.execute("UPDATE runs SET state = ?, rounds = ?, best_score = ?, elapsed_s = ? WHERE id = ?",
+                        (dumps(state), int(event.round), _finite_or_none(state.get("best_score")),
+                         state.get("elapsed_s"), run_id))
+            for u in removed:
+                written.pop(u, None)
+            written.update(changed)
+        elif event.kind == "run_end":
+            status = END_STATUS.get(data.get("status"), "finished")
+            con.execute("UPDATE runs SET status = ?, finished_at = ?, best_score = ?, elapsed_s = ? "
+                        "WHERE id = ?", (status, now, _finite_or_none(data.get("best_score")),
+                                         data.get("elapsed_s"), run_id))

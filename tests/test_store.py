@@ -106,6 +106,39 @@ def test_listener_records_events_state_and_status(store):
     assert [e["kind"] for e in store.events(rid, kinds=["candidate"])] == ["candidate", "candidate"]
 
 
+def test_a_batch_of_events_is_one_transaction_and_writes_what_one_by_one_writes(store, monkeypatch):
+    events = [(Event("run_start", 0, {"prompt": "p", "config": {}}), 100.0),
+              (Event("candidate", 1, {"slot": 0, "score": 0.1}), 101.0),
+              (Event("round_end", 1, {"state": state(1, {1: 11, 2: 12})}), 102.0),
+              (Event("round_end", 2, {"state": state(2, {2: 13})}), 103.0),  # user 1 back to '?'
+              (Event("run_end", 2, {"status": "converged", "best_score": 0.5, "elapsed_s": 3.5}), 104.0)]
+    one, batch = (store.create_run(SearchConfig(personalized=True)) for _ in range(2))
+    emit = store.listener(one)
+    for event, at in events:
+        emit(event, at=at)
+    commits: list[str] = []
+    connect = store._connect
+
+    @contextmanager
+    def traced():
+        with connect() as con:
+            con.set_trace_callback(lambda sql: commits.append(sql) if sql == "COMMIT" else None)
+            yield con
+
+    monkeypatch.setattr(store, "_connect", traced)
+    store.listener(batch).many(events)
+    assert commits == ["COMMIT"]
+    assert store.events(batch) == store.events(one)  # the same seq, rounds, data and times
+    assert store.user_tokens(batch) == store.user_tokens(one) == {2: 13}
+    assert store.last_state(batch) == store.last_state(one)
+    a, b = store.get_run(one), store.get_run(batch)
+    assert (b["status"], b["rounds"], b["best_score"]) == (a["status"], a["rounds"], a["best_score"]) == (
+        "finished", 2, 0.5)
+    # a writer opened later goes on from the stored sequence and tokens
+    store.listener(batch).many([(Event("candidate", 3, {"score": 0.2}), 105.0)])
+    assert [e["seq"] for e in store.events(batch)][-2:] == [5, 6]
+
+
 def test_only_changed_user_tokens_are_written(store, monkeypatch):
     rid = store.create_run(SearchConfig(personalized=True))
     emit = store.listener(rid)
