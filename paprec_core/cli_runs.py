@@ -128,15 +128,21 @@ def _repeat_seeds(store, cfg: SearchConfig, args) -> None:
            for i in range(args.seeds)]
     print(f"{group}: runs {', '.join(map(str, ids))} -> {store.path}", flush=True)
     statuses = _batch_foreground(store, ids, args)
-    print("\nbest validation score per seed:")
+    # each seed judges its own sample of validation users: Seen's score on the same users is the
+    # yardstick that makes the seeds comparable
+    print("\nbest validation score per seed (Seen manual on the same validation users):")
     scores = []
     for rid in ids:
         run = store.get_run(rid)
         score = run.get("best_score")
         if score is not None and statuses.get(rid) == "finished":
             scores.append(score)
+        start = store.events(rid, kinds=["run_start"])
+        seen = next((v for k, v in start[0]["data"].get("references", {}).items() if k.startswith("Seen")), None) \
+            if start else None
+        versus = "" if seen is None or score is None else f"  (Seen {seen:.4f}: {score - seen:+.4f})"
         print(f"  run {rid}  seed {run['config']['seed']}  {statuses.get(rid, run['status']):<9} "
-              f"{'n/a' if score is None else f'{score:.4f}'}")
+              f"{'n/a' if score is None else f'{score:.4f}'}{versus}")
     if len(scores) > 1:
         print(f"mean {statistics.mean(scores):.4f}, sd {statistics.stdev(scores):.4f} over {len(scores)} "
               "finished runs; test each with: python -m paprec_core compare RUN_ID")

@@ -19,7 +19,13 @@ def test_search_with_seeds_runs_one_group_of_runs_one_seed_apart(make_config, tm
     for r in runs:
         assert r["status"] == "finished"
         consistent(store, r["id"])
-    assert "best validation score per seed:" in out and "mean " in out and "sd " in out
+    assert "best validation score per seed (Seen manual on the same validation users):" in out
+    assert "mean " in out and "sd " in out
+    for r in runs:  # each seed next to Seen on its own validation users, and the difference
+        seen = next(v for k, v in store.events(r["id"], kinds=["run_start"])[0]["data"]["references"].items()
+                    if k.startswith("Seen"))
+        best = store.get_run(r["id"])["best_score"]
+        assert f"{best:.4f}  (Seen {seen:.4f}: {best - seen:+.4f})" in out
 
 
 def test_search_choose_layout_names_the_chosen_run(make_config, tmp_path, capsys):
