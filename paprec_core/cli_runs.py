@@ -281,6 +281,9 @@ class Printer:
         d = e.data
         if e.kind == "phase":
             self.write(f"{d['phase']} ...")
+        elif e.kind == "warmup_end":
+            self.write(f"round {e.round}: warm-up by the loss ends; judged by the {d['criterion']} from here "
+                       f"(score {d['score']:.4f})")
         elif e.kind == "run_start":
             self.write(f"start: {d['prompt']}  ({d['train_examples']} train / {d['val_examples']} val examples, "
                        f"{d['device']})")
@@ -444,6 +447,9 @@ def register(sub) -> None:
     s.add_argument("--accept-z", dest="accept_z", type=float,
                    help="keep a swap only when its paired validation gain exceeds this many standard errors "
                         "(default 0: any gain, the paper's rule; 1.645: one-sided p < 0.05)")
+    s.add_argument("--warmup-rounds", dest="warmup_rounds", type=int,
+                   help="judge the first N rounds by the loss, then by the criterion (default 0, the paper's "
+                        "rule: a random start often scores 0 on the surrogate, which gives nothing to climb)")
     s.add_argument("--gradient-rows", dest="gradient_rows", choices=["all", "latest"],
                    help="training rows of the gradient: every prefix (all, default) or each user's latest, "
                         "shaped like the validation rows")

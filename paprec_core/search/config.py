@@ -52,6 +52,10 @@ class SearchConfig:
     # Training rows the gradient is taken over: "all" (every prefix of every history, the paper) or
     # "latest" (each user's longest training prefix, shaped like the validation rows).
     gradient_rows: str = "all"
+    # Rounds judged by the loss before the criterion takes over (0: none, the paper's rule). From
+    # a random start most prompts score 0 on a from-scratch backbone's hit rates, so the surrogate
+    # gives a search nothing to climb; the loss does (not the paper's protocol: its own row).
+    warmup_rounds: int = 0
     batch_size: int = 128
     seed: int = 0
     device: str = "auto"
@@ -112,6 +116,11 @@ class SearchConfig:
         if not self.personalized and self.user_position != "end":
             raise ConfigError("user_position", "only a personalized prompt has a user token to place; "
                                                "set personalized or leave user_position at 'end'")
+        if not isinstance(self.warmup_rounds, int) or isinstance(self.warmup_rounds, bool) or self.warmup_rounds < 0:
+            raise ConfigError("warmup_rounds", f"must be a whole number >= 0, got {self.warmup_rounds!r}")
+        if self.warmup_rounds and self.criterion == "loss":
+            raise ConfigError("warmup_rounds", "a warm-up judges by the loss before the criterion: with criterion "
+                                               "'loss' there is nothing to warm up; set one of them")
         for name in ("train_examples", "val_users", "max_rounds"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):

@@ -17,6 +17,8 @@ Kinds and their ``data``:
 - ``round_end``: the state after a completed round (what resume restarts from); always the
   last event of its round (after ``epoch_end``)
 - ``epoch_end``: epoch number, validation metrics, elapsed seconds
+- ``warmup_end``: a warm-up by the loss (``warmup_rounds``) has ended: the criterion that
+  judges from here and the current prompt's score by it (followed by its ``validation``)
 - ``run_end``: why it ended (converged, budget, stopped), the best prompt
 """
 
@@ -25,7 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-KINDS = ("run_start", "candidate", "swap", "user_update", "validation", "round_end", "epoch_end", "run_end")
+KINDS = ("run_start", "candidate", "swap", "user_update", "validation", "round_end", "epoch_end", "warmup_end",
+         "run_end")
 
 
 @dataclass

@@ -17,7 +17,7 @@ and produces exactly what an uninterrupted run would.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import torch
@@ -50,6 +50,7 @@ class SearchState:
     # one again on the same rows would give the same answer, so a retry draws other candidates
     rejected: list[list[int]] = field(default_factory=list)
     failed_passes: int = 0  # passes in which every position failed, since the last gain
+    warming_up: bool = False  # judged by the loss (cfg.warmup_rounds) until it ends
     next_kind: str = "task"
     task_converged: bool = False
     users_converged: bool = False
@@ -125,6 +126,8 @@ class Search:
             train = {u: rows[-1:] for u, rows in train.items()}
         self.train = build_slotted(flatten(train), backbone, ds, cfg)
         self.scorer = Scorer(backbone, self.val, cfg, ds.n_items)
+        self.warmup_scorer = (Scorer(backbone, self.val, replace(cfg, criterion="loss"), ds.n_items)
+                              if cfg.warmup_rounds else None)
         self.allowed_task = allowed_vocabulary(self.tok, cfg.exclude_numbers_task)
         self.allowed_user = allowed_vocabulary(self.tok, cfg.exclude_numbers_user)
         self.default_user = default_user_token(self.tok)
@@ -138,7 +141,25 @@ class Search:
         pool = np.flatnonzero(self.allowed_task.numpy())
         tokens = [int(t) for t in rng.choice(pool, self.cfg.trigger_length, replace=False)]
         return SearchState(task_tokens=tokens, untried=list(range(self.cfg.trigger_length)),
-                           rng=rng.bit_generator.state)
+                           rng=rng.bit_generator.state, warming_up=bool(self.cfg.warmup_rounds))
+
+    def judge(self, state: SearchState) -> Scorer:
+        """The scorer of this phase: the loss while warming up, then the run's criterion."""
+        return self.warmup_scorer if state.warming_up else self.scorer
+
+    def _end_warmup(self, state: SearchState) -> None:
+        """From the loss to the criterion: the current prompt is scored again and becomes the bar
+        (scores of the two phases are on different scales, so the best so far starts over)."""
+        state.warming_up = False
+        state.rejected, state.failed_passes, state.task_converged, state.users_converged = [], 0, False, False
+        state.untried = list(range(self.cfg.trigger_length))
+        self._val_scores = self.scorer.per_example(state.task_tokens, self.user_table(state),
+                                                   should_stop=self.should_stop)
+        state.score = state.best_score = float(self._val_scores.mean())
+        state.best_round = state.round
+        self.emit(Event("warmup_end", state.round, {"criterion": self.cfg.criterion, "score": state.score}))
+        self.emit(Event("validation", state.round, {"metrics": self.validation_metrics(state),
+                                                    "score": state.score}))
 
     def user_table(self, state: SearchState) -> torch.Tensor | None:
         if not self.cfg.personalized:
@@ -182,13 +203,17 @@ class Search:
                 "references": self.manual_references(),
             }))
         try:
-            self._val_scores = self.scorer.per_example(state.task_tokens, self.user_table(state),
-                                                       should_stop=self.should_stop)
+            self._val_scores = self.judge(state).per_example(state.task_tokens, self.user_table(state),
+                                                             should_stop=self.should_stop)
             if fresh:
                 state.score = state.best_score = float(self._val_scores.mean())
                 self.emit(Event("validation", 0, {"metrics": self.validation_metrics(state),
                                                   "score": state.score}))
-            while (reason := self._budget_left(state)) is None:
+            while True:
+                if state.warming_up and (state.round >= self.cfg.warmup_rounds or state.task_converged):
+                    self._end_warmup(state)  # its round budget spent, or nothing left to gain by the loss
+                if (reason := self._budget_left(state)) is not None:
+                    break
                 kind = state.next_kind
                 if kind == "task":
                     self._task_round(state, rng)
@@ -262,8 +287,8 @@ class Search:
             trial = list(state.task_tokens)
             trial[pos] = token
             trials.append(trial)
-        result = race(lambda i, rows: self.scorer.per_example(trials[i], table, rows=rows,
-                                                               should_stop=self.should_stop),
+        judge = self.judge(state)
+        result = race(lambda i, rows: judge.per_example(trials[i], table, rows=rows, should_stop=self.should_stop),
                       len(trials), len(self.val), self._race_split)
         best_token, best_scores = None, None
         for token, scores, mean, n_rows in zip(cands, result.full, result.means, result.rows_scored):
@@ -312,7 +337,7 @@ class Search:
         for j in range(cands.shape[1]):
             trial = table.clone()
             trial[active] = cands[:, j]
-            scores = self.scorer.per_example(state.task_tokens, trial, should_stop=self.should_stop)
+            scores = self.judge(state).per_example(state.task_tokens, trial, should_stop=self.should_stop)
             per_user = self._per_user(scores, val_user)
             for u, t in zip(active.tolist(), cands[:, j].tolist()):
                 if per_user.get(u, -np.inf) > best[u][0]:
