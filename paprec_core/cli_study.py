@@ -21,7 +21,7 @@ def cmd_study(args) -> None:
         data=args.data, backbone=args.backbone, out=args.out, store=args.store, preset=args.preset,
         tasks=args.tasks, ablations=args.ablations, ablation_task=args.ablation_task, repetitions=args.repetitions,
         budget_rounds=args.budget_rounds, criterion=args.criterion, trigger_length=args.trigger_length,
-        candidates=args.candidates,
+        candidates=args.candidates, warmup_rounds=args.warmup_rounds,
         lengths=args.lengths, criteria=args.criteria, layouts=args.layouts, user_positions=args.user_positions,
         test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed,
         choose_layout=args.choose_layout)
@@ -86,6 +86,9 @@ def register(sub) -> None:
                    help="task tokens of the main searches (default 5)")
     s.add_argument("-k", "--candidates", type=int, default=5,
                    help="candidates per position a round, in every search (default 5; the search's -k)")
+    s.add_argument("--warmup-rounds", dest="warmup_rounds", type=int, default=0,
+                   help="every search judges its first N rounds by the loss, then by the criterion (default 0, "
+                        "the paper's rule; the search's --warmup-rounds)")
     s.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="Fig. 3 grid")
     s.add_argument("--criteria", nargs="+", default=list(DEFAULT_CRITERIA), choices=list(CRITERIA),
                    help="Fig. 4 grid")

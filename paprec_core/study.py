@@ -76,6 +76,10 @@ def base_config(opts: StudyOptions, task: str, **overrides) -> SearchConfig:
     values = {**STUDY_PRESETS[opts.preset], "data": opts.data, "backbone": opts.backbone, "task": task,
               "trigger_length": opts.trigger_length, "candidates": opts.candidates, "criterion": opts.criterion,
               "ranking": opts.ranking, "device": opts.device, "seed": opts.seed}
+    # only when asked (earlier studies' configs, and runs, stay as they were), and not for a search
+    # judged by the loss anyway (the criterion ablation's loss row)
+    if opts.warmup_rounds and overrides.get("criterion", opts.criterion) != "loss":
+        values["warmup_rounds"] = opts.warmup_rounds
     if opts.budget_rounds is not None:
         cap = values.get("max_rounds")
         values["max_rounds"] = opts.budget_rounds if cap is None else min(cap, opts.budget_rounds)

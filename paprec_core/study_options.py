@@ -38,6 +38,7 @@ class StudyOptions:
     criterion: str = "surrogate"           # of the main searches
     trigger_length: int = 5                # l of the main searches
     candidates: int = 5                    # k of every search (candidates per position a round)
+    warmup_rounds: int = 0                 # every search's rounds judged by the loss first (0: the paper's rule)
     lengths: list[int] = field(default_factory=lambda: list(DEFAULT_LENGTHS))
     criteria: list[str] = field(default_factory=lambda: list(DEFAULT_CRITERIA))
     layouts: list[str] = field(default_factory=lambda: ["prefix", "prefix+suffix", "suffix"])
@@ -105,6 +106,8 @@ class StudyOptions:
             argv += ["--trigger-length", str(self.trigger_length)]
         if self.candidates != d.candidates:
             argv += ["--candidates", str(self.candidates)]
+        if self.warmup_rounds != d.warmup_rounds:
+            argv += ["--warmup-rounds", str(self.warmup_rounds)]
         if self.test_users is not None:
             argv += ["--test-users", str(self.test_users)]
         if self.ranking != d.ranking:

@@ -129,6 +129,10 @@ def test_the_studys_k_reaches_every_search_and_its_command():
     assert {s.config["candidates"] for s in steps if s.kind == "search"} == {20}
     assert opts.command()[opts.command().index("--candidates") + 1] == "20"
     assert "--candidates" not in StudyOptions(data="d", backbone="b").command()
+    warm = StudyOptions(data="d", backbone="b", tasks=["sequential"], warmup_rounds=15).validate()
+    assert {s.config.get("warmup_rounds") for s in build_plan(warm)[0] if s.kind == "search"
+            and s.config["criterion"] != "loss"} == {15}
+    assert "--warmup-rounds" in warm.command()
     with pytest.raises(ConfigError, match="candidates"):
         StudyOptions(data="d", backbone="b", candidates=0).validate()
 
