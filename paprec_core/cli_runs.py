@@ -17,6 +17,7 @@ from pathlib import Path
 
 from .cli_common import add_executor_args, add_trust_pickle, print_table
 from .errors import ConfigError, PapRecError
+from .search.events import seen_reference
 from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig
 
 _ALL = object()  # "--train-examples all": explicitly no limit (overrides a preset)
@@ -137,9 +138,7 @@ def _repeat_seeds(store, cfg: SearchConfig, args) -> None:
         score = run.get("best_score")
         if score is not None and statuses.get(rid) == "finished":
             scores.append(score)
-        start = store.events(rid, kinds=["run_start"])
-        seen = next((v for k, v in start[0]["data"].get("references", {}).items() if k.startswith("Seen")), None) \
-            if start else None
+        seen = seen_reference(store.events(rid, kinds=["run_start"]))
         versus = "" if seen is None or score is None else f"  (Seen {seen:.4f}: {score - seen:+.4f})"
         print(f"  run {rid}  seed {run['config']['seed']}  {statuses.get(rid, run['status']):<9} "
               f"{'n/a' if score is None else f'{score:.4f}'}{versus}")

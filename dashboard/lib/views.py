@@ -664,8 +664,9 @@ def pretrain_recipes(defaults: dict, demo_backbone) -> dict[str, dict]:
 
 def references(events: list[dict]) -> dict[str, float]:
     """The Seen/Unseen manual prompts' validation score that the search recorded at its start."""
-    start = next((e for e in events if e["kind"] == "run_start"), None)
-    return dict(start["data"].get("references") or {}) if start else {}
+    from paprec_core.search.events import references_of
+
+    return references_of(events)
 
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from ..search.events import references_of
+
 
 class StudyData:
     """Everything the report shows, read once from the manifest and the store."""
@@ -88,8 +90,7 @@ class StudyData:
         return [(r, s, k) for r, s, k in pts if s is not None and math.isfinite(s)]
 
     def references(self, rid: int) -> dict:
-        start = next((e for e in self.events(rid) if e["kind"] == "run_start"), None)
-        return (start or {}).get("data", {}).get("references", {}) if start else {}
+        return references_of(self.events(rid))
 
     def last_validation(self, rid: int) -> dict | None:
         vals = [e for e in self.events(rid) if e["kind"] == "validation"]

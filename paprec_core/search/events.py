@@ -50,3 +50,16 @@ def fan_out(*listeners: Listener | None) -> Listener:
             listener(event)
 
     return emit
+
+
+def references_of(events: list[dict]) -> dict[str, float]:
+    """The Seen/Unseen manual prompts' validation scores a run recorded at its start (its
+    ``run_start`` event, as the store returns events), on the run's own validation users."""
+    start = next((e for e in events if e["kind"] == "run_start"), None)
+    return dict(start["data"].get("references") or {}) if start else {}
+
+
+def seen_reference(events: list[dict]) -> float | None:
+    """The Seen manual prompt's score among :func:`references_of`, or None."""
+    return next((v for k, v in references_of(events).items() if k.startswith("Seen")), None)
+

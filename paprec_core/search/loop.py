@@ -147,6 +147,10 @@ class Search:
         """The scorer of this phase: the loss while warming up, then the run's criterion."""
         return self.warmup_scorer if state.warming_up else self.scorer
 
+    def _warmup_over(self, state: SearchState) -> bool:
+        """Warming up, with its rounds spent or nothing left to gain by the loss."""
+        return state.warming_up and (state.round >= self.cfg.warmup_rounds or state.task_converged)
+
     def _end_warmup(self, state: SearchState) -> None:
         """From the loss to the criterion: the current prompt is scored again and becomes the bar
         (scores of the two phases are on different scales, so the best so far starts over)."""
@@ -203,15 +207,18 @@ class Search:
                 "references": self.manual_references(),
             }))
         try:
-            self._val_scores = self.judge(state).per_example(state.task_tokens, self.user_table(state),
-                                                             should_stop=self.should_stop)
+            if self._warmup_over(state):  # resumed just where the warm-up ends: score once, by the criterion
+                self._end_warmup(state)
+            else:
+                self._val_scores = self.judge(state).per_example(state.task_tokens, self.user_table(state),
+                                                                 should_stop=self.should_stop)
             if fresh:
                 state.score = state.best_score = float(self._val_scores.mean())
                 self.emit(Event("validation", 0, {"metrics": self.validation_metrics(state),
                                                   "score": state.score}))
             while True:
-                if state.warming_up and (state.round >= self.cfg.warmup_rounds or state.task_converged):
-                    self._end_warmup(state)  # its round budget spent, or nothing left to gain by the loss
+                if self._warmup_over(state):
+                    self._end_warmup(state)
                 if (reason := self._budget_left(state)) is not None:
                     break
                 kind = state.next_kind
