@@ -9,6 +9,7 @@ import sys
 
 from .cli_common import add_executor_args, add_trust_pickle
 from .errors import PapRecError
+from .holdout import DEFAULT_HOLDOUT_USERS
 from .search.config import CRITERIA, LAYOUTS, RANKINGS, TASKS, USER_POSITIONS
 from .study_options import DEFAULT_CRITERIA, DEFAULT_LENGTHS, STUDY_PRESETS, StudyOptions
 
@@ -24,7 +25,7 @@ def cmd_study(args) -> None:
         candidates=args.candidates, warmup_rounds=args.warmup_rounds,
         lengths=args.lengths, criteria=args.criteria, layouts=args.layouts, user_positions=args.user_positions,
         test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed,
-        choose_layout=args.choose_layout)
+        choose_layout=args.choose_layout, restarts=args.restarts, holdout_users=args.holdout_users)
     # the command line as typed (``python -m paprec_core study ...``); else the options written out
     argv = list(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
     if args.report_only:
@@ -101,6 +102,12 @@ def register(sub) -> None:
     s.add_argument("--choose-layout", dest="choose_layout", action="store_true",
                    help="choose each main row's layout and length on validation (suffix l = 5 / 6, "
                         "prefix+suffix, prefix), with the paper's suffix row beside it")
+    s.add_argument("--restarts", type=int, default=1,
+                   help="also search each main row from N - 1 further seeds (each shape with --choose-layout) and "
+                        "test the best of them as a row of its own, 'best of the restarts' (default 1: none)")
+    s.add_argument("--holdout-users", dest="holdout_users", type=int, default=DEFAULT_HOLDOUT_USERS,
+                   help="choose among a row's searches (layouts, restarts) on the validation users none of them "
+                        "judged on, at most N of them (default: all; 0: by each search's own validation score)")
     s.add_argument("--ranking", default="fast", choices=list(RANKINGS))
     s.add_argument("--device", default="auto")
     s.add_argument("--seed", type=int, default=0)

@@ -36,14 +36,14 @@ import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .errors import ConfigError, PapRecError
 from .layout_choice import PAPER_SUFFIX_ROWS, LayoutChoice, layout_options, shape_label
 from .search.config import SearchConfig
 from .search.events import Listener
-from .study_options import STUDY_PRESETS, StudyOptions
+from .study_options import RESTART_ROWS, STUDY_PRESETS, StudyOptions
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -63,7 +63,7 @@ class StudyInterrupted(PapRecError):
 @dataclass
 class Step:
     name: str
-    kind: str                 # baselines | search | test | ablation-test | ceiling
+    kind: str                 # baselines | search | holdout | test | ablation-test | ceiling
     task: str
     label: str
     config: dict | None = None            # search: the run's SearchConfig
@@ -109,26 +109,47 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
         steps.append(Step(f"baselines/{task}", "baselines", task, f"backbone check ({task})", params=test_params))
     for task in opts.tasks:
         main: dict[str, list[str]] = {}
+        restarts: dict[str, list[str]] = {}
         for which, personalized in (("non_personalized", False), ("personalized", True)):
             name, label = f"search/{task}/{which.replace('_', '-')}", f"{task} {which.replace('_', '-')}"
             cfg = base_config(opts, task, personalized=personalized)
             # With a layout choice the first option is the paper's own shape (suffix, l): it keeps
             # the step name a study without the choice gives it, so turning the choice on reuses it.
             options = layout_options(cfg) if opts.choose_layout else [cfg]
-            main[which] = [search(name, task, label, options[0])] + [
-                search(f"{name}/{o.layout}-l{o.trigger_length}", task, f"{label} ({shape_label(o)})", o)
-                for o in options[1:]]
+            names = [name] + [f"{name}/{o.layout}-l{o.trigger_length}" for o in options[1:]]
+            labels = [label] + [f"{label} ({shape_label(o)})" for o in options[1:]]
+            main[which] = [search(n, task, lb, o) for n, lb, o in zip(names, labels, options)]
+            if opts.restarts > 1:
+                # the study's seed is restart 0: its runs are the main row's, searched once
+                restarts[which] = main[which] + [
+                    search(f"{n}/seed{opts.seed + r}", task, f"{lb}, seed {opts.seed + r}",
+                           replace(o, seed=opts.seed + r))
+                    for r in range(1, opts.restarts) for n, lb, o in zip(names, labels, options)]
         other_shapes.update(main["non_personalized"][1:] + main["personalized"][1:])
+        competing = restarts or main  # every search of the task (restarts hold the main ones too)
         params = dict(test_params)
         if opts.choose_layout:
             params["choose_layout"] = main  # which steps compete for each row
+        if restarts:
+            params["restarts"] = restarts
+        if opts.holdout_users != 0 and any(len(v) > 1 for v in competing.values()):
+            # a choice among searches is made on validation users none of them judged on
+            steps.append(Step(f"holdout/{task}", "holdout", task, f"held-out validation ({task})",
+                              deps=competing["non_personalized"] + competing["personalized"],
+                              params={"holdout_users": opts.holdout_users, "seed": opts.seed}))
+            params["holdout"] = f"holdout/{task}"
         steps.append(Step(f"test/{task}", "test", task, f"test ({task})",
-                          deps=main["non_personalized"] + main["personalized"], params=params))
+                          deps=competing["non_personalized"] + competing["personalized"], params=params))
         layout["tasks"][task] = {"baselines": f"baselines/{task}", "non_personalized": main["non_personalized"][0],
                                  "personalized": main["personalized"][0], "test": f"test/{task}"}
         if opts.choose_layout:
             layout["tasks"][task].update(non_personalized_options=main["non_personalized"],
                                          personalized_options=main["personalized"])
+        if restarts:
+            layout["tasks"][task].update(non_personalized_restarts=restarts["non_personalized"],
+                                         personalized_restarts=restarts["personalized"])
+        if "holdout" in params:
+            layout["tasks"][task]["holdout"] = params["holdout"]
             if task != "explanation":
                 # why a layout stays below Seen, measured: the Seen prompt's own words in it
                 steps.append(Step(f"ceiling/{task}", "ceiling", task, f"layout ceiling ({task})",
@@ -350,7 +371,7 @@ class Study:
                 return False
         if e.get("params") != step.params:
             return False
-        if step.kind in ("test", "ablation-test"):
+        if step.kind in ("holdout", "test", "ablation-test"):
             inputs = {d: self.manifest["steps"].get(d, {}).get("run_id") for d in step.deps}
             if e.get("inputs") != inputs:
                 return False
@@ -560,19 +581,53 @@ class Study:
             raise PapRecError(f"run {rid} finished without a completed round; nothing to test")
         return state
 
-    def _chosen(self, names: list[str]) -> str:
+    def _holdout(self, step: Step, e: dict) -> None:
+        """Every competing search's final prompt scored on the validation users none of them judged
+        on (:mod:`paprec_core.holdout`), for the test step to choose by."""
+        from .data import split_examples
+        from .evaluate import max_history
+        from .holdout import HoldoutJudge, holdout_users
+
+        cfgs = {name: SearchConfig.from_dict(self.store.get_run(self.run_id_of(name))["config"])
+                for name in step.deps}
+        ds, backbone = self._inputs(next(iter(cfgs.values())))
+        every = sorted(split_examples(ds, step.task, "val", max_history=max_history(backbone)))
+        users = holdout_users(cfgs.values(), every, step.params["holdout_users"], step.params["seed"])
+        scores: dict[str, float] = {}
+        if users:
+            judge = HoldoutJudge(backbone, ds, step.task, users)
+            for name, cfg in cfgs.items():
+                self.say(f"scoring {name} on {len(users)} held-out validation users")
+                scores[name] = judge.score(cfg, self._state(self.run_id_of(name))["task_tokens"])
+        else:
+            self.say("no held-out validation users (the searches judged all of them): the choice falls back "
+                     "to each search's own validation score")
+        e.update(result={"users": len(users), "validation_users": len(every), "scores": scores,
+                         "criteria": sorted({c.criterion for c in cfgs.values()})},
+                 inputs={d: self.manifest["steps"][d]["run_id"] for d in step.deps}, params=step.params)
+
+    def _chosen(self, names: list[str], holdout: dict[str, float] | None = None) -> str:
         """The step among ``names`` whose search scored best on validation (ties: the first, the
-        paper's shape), as ``search --choose-layout`` chooses."""
+        paper's shape): on the held-out users when they were scored, else by each search's own
+        best validation score, as ``search --choose-layout`` chooses."""
         ids = {self.run_id_of(n): n for n in names}
-        scores = {rid: float(self._state(rid)["best_score"]) for rid in ids}
+        if holdout and all(n in holdout for n in names):
+            scores = {rid: holdout[n] for rid, n in ids.items()}
+        else:
+            scores = {rid: float(self._state(rid)["best_score"]) for rid in ids}
         return ids[LayoutChoice("", {rid: None for rid in ids}, scores).chosen]
 
     def _test(self, step: Step, e: dict) -> None:
         from .compare import compare_prompts
 
-        options = step.params.get("choose_layout") or {"non_personalized": step.deps[:1],
-                                                         "personalized": step.deps[1:]}
-        chosen = {which: self._chosen(names) for which, names in options.items()}
+        restarts = step.params.get("restarts", {})  # each row's restart 0 comes first
+        options = step.params.get("choose_layout") or (
+            {which: names[:1] for which, names in restarts.items()} if restarts
+            else {"non_personalized": step.deps[:1], "personalized": step.deps[1:]})
+        held = step.params.get("holdout")
+        holdout = ((self.manifest["steps"].get(held) or {}).get("result") or {}).get("scores") if held else None
+        chosen = {which: self._chosen(names, holdout) for which, names in options.items()}
+        best = {which: self._chosen(names, holdout) for which, names in restarts.items()}
         np_id, p_id = (self.run_id_of(chosen[w]) for w in ("non_personalized", "personalized"))
         p_cfg = SearchConfig.from_dict(self.store.get_run(p_id)["config"])
         ds, backbone = self._inputs(p_cfg)
@@ -588,6 +643,10 @@ class Study:
             if chosen[which] != name:
                 paper[name] = PAPER_SUFFIX_ROWS[which]
                 extra[paper[name]] = row(self.run_id_of(name))
+        for which, name in best.items():
+            extra[RESTART_ROWS[which]] = row(self.run_id_of(name))
+            if which == "non_personalized":
+                extra[RESTART_ROWS[which]]["user_tokens"] = None
         results = compare_prompts(backbone, ds, p_cfg, self._state(p_id), repetitions=self.opts.repetitions,
                                   extra=extra, users=self._test_user_list(ds), progress=self.say)
         results["study"] = {"group": self.group, "step": step.name, "non_personalized_run": np_id,
@@ -597,10 +656,15 @@ class Study:
             rows = [r for r in results["rows"] if r["name"] not in own] + [by_name[n] for n in own if n in by_name]
             self.store.save_results(rid, {**results, "rows": rows, "run_id": rid})
         e.update(inputs={d: self.manifest["steps"][d]["run_id"] for d in step.deps}, params=step.params,
-                 saved_to=[np_id, p_id], chosen=chosen)
+                 saved_to=[np_id, p_id], chosen=chosen, **({"restart_chosen": best} if best else {}))
         self.manifest["steps"][chosen["non_personalized"]]["test"] = {"run_id": np_id, "row": NP_ROW}
         self.manifest["steps"][chosen["personalized"]]["test"] = {"run_id": p_id, "row": P_ROW}
-        for name, label in paper.items():
+        pointers = dict(paper)  # step -> the row of the test table that holds its metrics
+        for which, name in best.items():
+            pointers.setdefault(name, RESTART_ROWS[which])
+        for name, label in pointers.items():
+            if name in chosen.values():
+                continue  # a main row already says it
             self.manifest["steps"][name]["test"] = {"run_id": self.run_id_of(name), "row": label, "results_of": p_id}
 
     def _ablation_test(self, step: Step, e: dict) -> None:

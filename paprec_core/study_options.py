@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
+from .holdout import DEFAULT_HOLDOUT_USERS
 from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS
 
 # the study's budgets: the search presets plus a tiny one for smoke tests
@@ -22,6 +23,9 @@ STUDY_PRESETS = {
 }
 DEFAULT_LENGTHS = (1, 3, 5, 7)        # Fig. 3
 DEFAULT_CRITERIA = ("loss", "surrogate", "full")  # Fig. 4 / Table 3
+# study --restarts: the best of every seed's searches, rows beside the paper's (never in their place)
+RESTART_ROWS = {"non_personalized": "PAP-REC, best of the restarts",
+                "personalized": "PAP-REC personalized, best of the restarts"}
 
 @dataclass
 class StudyOptions:
@@ -47,6 +51,13 @@ class StudyOptions:
     # each main row's layout and length chosen on validation among the paper's shapes
     # (layout_choice.layout_options), the pure-suffix run reported beside it
     choose_layout: bool = False
+    # each main row also searched from restarts - 1 further seeds; the best of all of them (on
+    # held-out validation users) is a row of its own beside the paper's
+    restarts: int = 1
+    # a row with several searches competing is chosen on (at most this many) validation users none
+    # of them judged on (holdout.py; None: all of them); 0: on each search's own validation score,
+    # as earlier studies did
+    holdout_users: int | None = DEFAULT_HOLDOUT_USERS
     ranking: str = "fast"
     device: str = "auto"
     seed: int = 0
@@ -63,7 +74,9 @@ class StudyOptions:
             raise ConfigError("tasks", "a task is named twice")
         if self.ablation_task is not None and self.ablation_task not in self.tasks:
             raise ConfigError("ablation_task", f"{self.ablation_task!r} is not among --tasks")
-        for name in ("repetitions", "trigger_length", "candidates"):
+        if self.holdout_users is not None and (not isinstance(self.holdout_users, int) or self.holdout_users < 0):
+            raise ConfigError("holdout_users", f"must be a whole number >= 0, got {self.holdout_users!r}")
+        for name in ("repetitions", "trigger_length", "candidates", "restarts"):
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")
@@ -118,6 +131,10 @@ class StudyOptions:
             argv += ["--seed", str(self.seed)]
         if self.choose_layout:
             argv.append("--choose-layout")
+        if self.restarts != d.restarts:
+            argv += ["--restarts", str(self.restarts)]
+        if self.holdout_users != d.holdout_users:
+            argv += ["--holdout-users", str(self.holdout_users)]
         if not self.ablations:
             argv.append("--no-ablations")
         else:

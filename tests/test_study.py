@@ -172,17 +172,20 @@ def test_study_with_a_layout_choice_tests_the_best_shape_on_validation(demo_stor
     db = tmp_path / "runs.sqlite"
     argv = ["study", "--data", str(demo_store), "--backbone", str(demo_backbone_dir), "--out", str(out),
             "--store", str(db), "--preset", "smoke", "--tasks", "sequential", "--trigger-length", "2",
-            "--repetitions", "1", "--device", "cpu", "--no-ablations", "--choose-layout", "--quiet"]
+            "--repetitions", "1", "--device", "cpu", "--no-ablations", "--choose-layout", "--quiet",
+            "--holdout-users", "30"]
     assert main(argv) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     store = RunStore(db)
     test = manifest["steps"]["test/sequential"]
     t = manifest["plan"]["tasks"]["sequential"]
+    held = manifest["steps"]["holdout/sequential"]["result"]
+    assert held["users"] == 30 and set(held["scores"]) == set(t["non_personalized_options"] + t["personalized_options"])
     res = {r["name"]: r for r in store.results(manifest["steps"][test["chosen"]["personalized"]]["run_id"])["rows"]}
     for which, row, paper_row in (("non_personalized", "PAP-REC", "PAP-REC, paper's suffix layout"),
                                   ("personalized", "PAP-REC personalized", "PAP-REC personalized, paper's suffix layout")):
         options = t[f"{which}_options"]
-        score = {n: store.last_state(manifest["steps"][n]["run_id"])["best_score"] for n in options}
+        score = {n: held["scores"][n] for n in options}  # chosen on users the searches did not judge
         best = max(score.values())
         assert score[test["chosen"][which]] == best
         assert test["chosen"][which] == next(n for n in options if score[n] == best)  # ties: the paper's first
@@ -195,7 +198,7 @@ def test_study_with_a_layout_choice_tests_the_best_shape_on_validation(demo_stor
         assert (paper_row in res) == (test["chosen"][which] != options[0])
         assert manifest["steps"][test["chosen"][which]]["test"]["row"] == row
     readme = (out / "README.md").read_text()
-    assert readme.count("layout chosen on validation (best validation score") == 2
+    assert readme.count("layout chosen on 30 held-out validation users") == 2
     ceiling = {r["name"]: r for r in manifest["steps"]["ceiling/sequential"]["result"]["rows"]}
     seen = ceiling["Seen manual (2-3)"]
     assert set(ceiling) == {"Seen manual (2-3)", "Seen's words as prefix", "Seen's words as suffix",
@@ -203,3 +206,70 @@ def test_study_with_a_layout_choice_tests_the_best_shape_on_validation(demo_stor
     assert ceiling["Seen's words as prefix+suffix"]["test"] == pytest.approx(seen["test"], abs=1e-9)
     assert "### What the layouts can hold (sequential)" in readme and "- suffix: " in readme
     assert "--choose-layout" in readme
+
+
+def test_plan_with_restarts_searches_each_shape_from_each_seed_and_chooses_on_held_out_users():
+    opts = StudyOptions(data="d", backbone="b", tasks=["sequential"], choose_layout=True, restarts=3,
+                        seed=4).validate()
+    steps, layout = build_plan(opts)
+    by = {s.name: s for s in steps}
+    t = layout["tasks"]["sequential"]
+    for which in ("non_personalized", "personalized"):
+        main, every = t[f"{which}_options"], t[f"{which}_restarts"]
+        assert every[:len(main)] == main and len(every) == 3 * len(main)  # restart 0 is the main row's search
+        shapes = {(by[n].config["layout"], by[n].config["trigger_length"]) for n in main}
+        assert {(by[n].config["layout"], by[n].config["trigger_length"], by[n].config["seed"]) for n in every} == {
+            (lay, n, s) for lay, n in shapes for s in (4, 5, 6)}
+    test, held = by["test/sequential"], by["holdout/sequential"]
+    assert held.deps == test.deps == t["non_personalized_restarts"] + t["personalized_restarts"]
+    assert test.params["holdout"] == "holdout/sequential" == t["holdout"]
+    assert steps.index(held) < steps.index(test)
+    assert "--restarts" in opts.command() and "--holdout-users" not in opts.command()
+    # a single search per row needs no choice, so no held-out step; --holdout-users 0 turns it off
+    assert not any(s.kind == "holdout" for s in build_plan(StudyOptions(data="d", backbone="b").validate())[0])
+    off = StudyOptions(data="d", backbone="b", choose_layout=True, holdout_users=0).validate()
+    assert not any(s.kind == "holdout" for s in build_plan(off)[0]) and "--holdout-users" in off.command()
+    with pytest.raises(ConfigError, match="restarts"):
+        StudyOptions(data="d", backbone="b", restarts=0).validate()
+
+
+def test_study_with_restarts_tests_the_best_seed_beside_the_papers_rows(demo_store, demo_backbone_dir, tmp_path):
+    out = tmp_path / "report"
+    db = tmp_path / "runs.sqlite"
+    argv = ["study", "--data", str(demo_store), "--backbone", str(demo_backbone_dir), "--out", str(out),
+            "--store", str(db), "--preset", "smoke", "--tasks", "sequential", "--trigger-length", "2",
+            "--repetitions", "1", "--device", "cpu", "--no-ablations", "--restarts", "2", "--quiet",
+            "--holdout-users", "30"]
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    store = RunStore(db)
+    steps = manifest["steps"]
+    t = manifest["plan"]["tasks"]["sequential"]
+    test = steps["test/sequential"]
+    held = steps["holdout/sequential"]["result"]
+    # 2 seeds x 2 rows judged on 20 users each: 60 - 40 at most are held out (the seeds' users may overlap)
+    assert 20 <= held["users"] <= 30
+    res = {r["name"]: r for r in store.results(steps[test["chosen"]["personalized"]]["run_id"])["rows"]}
+    for which, row, restart_row in (("non_personalized", "PAP-REC", "PAP-REC, best of the restarts"),
+                                    ("personalized", "PAP-REC personalized",
+                                     "PAP-REC personalized, best of the restarts")):
+        every = t[f"{which}_restarts"]
+        assert test["chosen"][which] == every[0]  # the paper's row is the study's own seed
+        best = max(held["scores"][n] for n in every)
+        assert test["restart_chosen"][which] == next(n for n in every if held["scores"][n] == best)
+        rid = steps[test["restart_chosen"][which]]["run_id"]
+        assert restart_row in res and res[restart_row]["text"] == res[restart_row]["text"].strip()
+        state = store.last_state(rid)
+        if test["restart_chosen"][which] != every[0]:
+            assert steps[test["restart_chosen"][which]]["test"]["row"] == restart_row
+            assert store.get_run(rid)["config"]["seed"] == 1
+        assert state["task_tokens"]  # a finished search
+    readme = (out / "README.md").read_text()
+    assert "### Restarts (sequential)" in readme and "| seed 0 | seed 1 |" in readme
+    assert "## Verdict against the Seen prompt" in readme
+    assert readme.index("## Verdict against the Seen prompt") < readme.index("## Commands")
+    assert "PAP-REC, best of the restarts: " in readme  # its verdict line
+    # resumable: nothing left to do
+    assert main(argv) == 0
+    assert json.loads((out / "manifest.json").read_text())["steps"]["test/sequential"]["finished_at"] == \
+        test["finished_at"]

@@ -9,13 +9,18 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from ..compare import ALPHA, NUM_BEAMS, TOP_K, format_table
+from ..compare import ALPHA, NUM_BEAMS, TOP_K, format_table, verdict_line, verdicts
 from ..layout_choice import PAPER_SUFFIX_ROWS
+from ..study_options import RESTART_ROWS
 from .claims import _differences
 from .format import CLAIM_METRICS, NP_ROW, PAPER, PAPER_TABLE12, PAPER_TABLE13, PAPER_TABLE3_MIN, P_ROW, TASK_ONLY_ROW, _CRIT_LABEL, _LAYOUT_LABEL, _PAPER_TABLE, _TASK_TITLE, _UPOS_LABEL, _code, _dur, _f, _kind, _table, _when
 from .plots import _image, plot_criteria, plot_length_sweep, plot_token_frequency, plot_validation
 from .study_data import StudyData
 from .tables import _ablation_rows, _paper_columns, test_table
+
+
+# beside the paper's four columns, in this order
+NOT_RANKED = [*PAPER_SUFFIX_ROWS.values(), *RESTART_ROWS.values(), TASK_ONLY_ROW]
 
 
 def write_report(out: str | Path, manifest: dict, store) -> Path:
@@ -47,6 +52,8 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
         add(f"**Status: incomplete** - {n_done} of {len(plan_steps)} steps done. Run the command below again "
             "to continue; finished steps are skipped and interrupted runs resume from their last round.")
     add("")
+
+    _verdict_section(d, tasks, add)
 
     # ---------------------------------------------------------------- commands
     add("## Commands")
@@ -194,15 +201,16 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
             add("_Not tested yet._")
             add("")
         else:
-            add("\n".join(test_table(results, _paper_columns(task), [*PAPER_SUFFIX_ROWS.values(), TASK_ONLY_ROW])))
+            add("\n".join(test_table(results, _paper_columns(task), NOT_RANKED)))
             add("")
             add(f"Bold: the best of the four prompts in the row; \\*: significantly better than each of the other "
                 f"three (paired t-test on {results.get('n_values')} aligned per-example values, "
                 f"p < {results.get('alpha', ALPHA)}). Beam {NUM_BEAMS}, top-{TOP_K}, "
                 f"{results.get('examples_per_run')} test examples per run, ranking `{results.get('ranking')}`. "
                 "The columns marked *not ranked* are shown beside the four: the paper's pure-suffix runs "
-                "where the layout chosen on validation is another, and the personalized run's task tokens "
-                "with every user at the default `?` (for diagnosis).")
+                "where the layout chosen on validation is another, the best of the restarts (`--restarts`, "
+                "not the paper's protocol), and the personalized run's task tokens with every user at the "
+                "default `?` (for diagnosis).")
             add("")
             paper = PAPER.get(task, {}).get(str(manifest.get("dataset", "")).lower())
             if paper:
@@ -222,6 +230,7 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
             summary["tasks"].setdefault(task, {})["test"] = {"rows": results["rows"], "best": results["best"],
                                                              "significant": results["significant"]}
         _prompts_section(d, task, t, results, plots, add, summary, stats)
+        _restarts_section(d, task, add)
         _ceiling_section(d, task, t, add, summary)
         _validation_section(d, task, t, results, plots, add)
 
@@ -280,6 +289,27 @@ def _backbone_command(path) -> str | None:
     except OSError:
         return None
     return next((ln.strip() for ln in lines if ln.strip().startswith("python -m paprec_core pretrain")), None)
+
+
+def _verdict_section(d: StudyData, tasks: list[str], add) -> None:
+    """First thing a reader sees: each tested prompt better / level / worse than the Seen prompt on
+    test, by how much and with which p (the same lines as ``compare`` prints)."""
+    lines = []
+    for task in tasks:
+        results = d.test_results(task)
+        if results is None:
+            lines.append(f"- {_TASK_TITLE.get(task, task)}: not tested yet.")
+            continue
+        lines.append(f"- {_TASK_TITLE.get(task, task)} (test split, paired t-test, p < {results.get('alpha', ALPHA)}):")
+        lines += [f"  - {verdict_line(v)}" for v in verdicts(results)]
+    add("## Verdict against the Seen prompt")
+    add("")
+    add("Better: at or above Seen on every metric and significantly above on at least one; worse: significantly "
+        "below on at least one; level: neither. Relative change and p of each metric, from the test tables below.")
+    add("")
+    for line in lines:
+        add(line)
+    add("")
 
 
 def _first_config(d: StudyData) -> dict | None:
@@ -366,6 +396,24 @@ def _ceiling_section(d: StudyData, task: str, t: dict, add, summary) -> None:
     summary["tasks"].setdefault(task, {})["layout_ceiling"] = res
 
 
+def _choice_score(d: StudyData, task: str, step: str) -> str:
+    """A competing search's score as the choice saw it: held-out (own) or just its own."""
+    rid = d.run_id(step)
+    end = d.run_end(rid) if rid is not None else None
+    own = _f(end.get("best_score")) if end else "not finished"
+    held = (d.holdout(task) or {}).get("scores", {}).get(step)
+    return f"{_f(held)} (own {own})" if held is not None else own
+
+
+def _chosen_on(d: StudyData, task: str) -> str:
+    held = d.holdout(task)
+    if held:
+        return (f"on {held['users']} held-out validation users (validation users none of the competing searches "
+                f"judged on; criterion {', '.join(held.get('criteria', []))}; in brackets each search's own best "
+                "validation score, which its own search biases upward)")
+    return "on validation (best validation score of each search"
+
+
 def _layout_choice_lines(d: StudyData, task: str, add) -> None:
     """With ``--choose-layout``: every shape searched for a row, its validation score, which won."""
     for which, label in (("non_personalized", "Non-personalized"), ("personalized", "Personalized")):
@@ -374,14 +422,43 @@ def _layout_choice_lines(d: StudyData, task: str, add) -> None:
             continue
         parts = []
         for step in options:
-            rid = d.run_id(step)
-            end = d.run_end(rid) if rid is not None else None
             cfg = (d.steps.get(step) or {}).get("config") or {}
             shape = f"{cfg.get('layout')}, l = {cfg.get('trigger_length')}"
-            score = _f(end.get("best_score")) if end else "not finished"
+            score = _choice_score(d, task, step)
             parts.append(f"**{shape}** {score}" if step == d.main_step(task, which) else f"{shape} {score}")
-        add(f"- {label} layout chosen on validation (best validation score of each search; the chosen in "
-            f"bold, the first is the paper's): " + "; ".join(parts) + ".")
+        on = _chosen_on(d, task)
+        add(f"- {label} layout chosen {on}{'' if on.endswith(')') else ')'}; the chosen in bold, the first is "
+            "the paper's: " + "; ".join(parts) + ".")
+
+
+def _restarts_section(d: StudyData, task: str, add) -> None:
+    """With ``--restarts``: every seed's search of every shape, and the one the restarts row tests."""
+    rows = []
+    for which, label in (("non_personalized", "non-personalized"), ("personalized", "personalized")):
+        steps = d.restarts(task, which)
+        if not steps:
+            continue
+        chosen = d.restart_step(task, which)
+        by_shape: dict[str, dict[int, str]] = {}
+        for step in steps:
+            cfg = (d.steps.get(step) or {}).get("config") or {}
+            shape = f"{label}, {cfg.get('layout')}, l = {cfg.get('trigger_length')}"
+            cell = _choice_score(d, task, step)
+            by_shape.setdefault(shape, {})[cfg.get("seed")] = f"**{cell}**" if step == chosen else cell
+        rows += [(shape, cells) for shape, cells in by_shape.items()]
+    if not rows:
+        return
+    seeds = sorted({s for _, cells in rows for s in cells})
+    add(f"### Restarts ({task})")
+    add("")
+    add(f"Every main search again from {len(seeds) - 1} further seed{'s' if len(seeds) > 2 else ''} (the seed draws the random start and the "
+        f"validation users); the best of them all, chosen {_chosen_on(d, task)}"
+        f"{'' if _chosen_on(d, task).endswith(')') else ')'}, is the *best of the restarts* row of the test table "
+        "(in bold). Not the paper's protocol: the paper's rows are the first seed's.")
+    add("")
+    add("\n".join(_table(["search", *[f"seed {s}" for s in seeds]],
+                         [[shape, *[cells.get(s, "") for s in seeds]] for shape, cells in rows])))
+    add("")
 
 
 def _validation_section(d: StudyData, task: str, t: dict, results: dict | None, plots: Path, add) -> None:

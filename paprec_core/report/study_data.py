@@ -70,6 +70,22 @@ class StudyData:
         t = self.plan["tasks"].get(task, {})
         return t.get(f"{which}_options") or [t[which]]
 
+    def restarts(self, task: str, which: str) -> list[str]:
+        """With ``--restarts``: every search that competed for the row's best-of-restarts row."""
+        return self.plan["tasks"].get(task, {}).get(f"{which}_restarts") or []
+
+    def restart_step(self, task: str, which: str) -> str | None:
+        """The search step the test chose as the row's best restart (None before the test)."""
+        t = self.plan["tasks"].get(task, {})
+        return ((self.steps.get(t.get("test", "")) or {}).get("restart_chosen") or {}).get(which)
+
+    def holdout(self, task: str) -> dict | None:
+        """The held-out validation scores the task's choices were made on (None: chosen on each
+        search's own validation score, or not scored yet)."""
+        step = self.plan["tasks"].get(task, {}).get("holdout")
+        res = (self.steps.get(step) or {}).get("result") if step and self.done(step) else None
+        return res if res and res.get("scores") else None
+
     def test_results(self, task: str) -> dict | None:
         t = self.plan["tasks"].get(task, {})
         if not self.done(t.get("test", "")):

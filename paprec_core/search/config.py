@@ -149,3 +149,15 @@ class SearchConfig:
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise ConfigError("device", f"{self.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
         return self
+
+
+def judged_users(cfg: SearchConfig, users) -> list[int]:
+    """The validation users (sorted) a search with ``cfg`` judges on, out of all of them: ``val_users``
+    of them drawn by its seed (all when ``val_users`` is unset or not fewer than there are)."""
+    import numpy as np
+
+    users = sorted(users)
+    if cfg.val_users and cfg.val_users < len(users):
+        pick = np.random.default_rng([cfg.seed, 1]).choice(len(users), cfg.val_users, replace=False)
+        users = sorted(users[i] for i in pick)
+    return users

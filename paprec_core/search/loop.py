@@ -30,7 +30,7 @@ from ..prompts import SEEN, UNSEEN, manual_prompt
 from ..metrics import hit_ranks, mean_metrics, ranking_metrics, text_metrics
 from ..ranking import generate_texts, rank_items
 from .candidates import allowed_vocabulary, slot_gradients, top_candidates
-from .config import SearchConfig
+from .config import SearchConfig, judged_users
 from .events import Event, Listener
 from .racing import race, subset_rows
 from .scoring import Scorer
@@ -113,11 +113,7 @@ class Search:
         self.should_stop = should_stop
         max_hist = max_history(backbone)
         val = split_examples(ds, cfg.task, "val", max_history=max_hist)
-        users = sorted(val)
-        if cfg.val_users and cfg.val_users < len(users):
-            pick = np.random.default_rng([cfg.seed, 1]).choice(len(users), cfg.val_users, replace=False)
-            users = sorted(users[i] for i in pick)
-        self.val_users = users
+        self.val_users = users = judged_users(cfg, val)
         self.val = build_slotted(flatten(val, users), backbone, ds, cfg)
         train = split_examples(ds, cfg.task, "train", max_history=max_hist)
         if cfg.gradient_rows == "latest":
