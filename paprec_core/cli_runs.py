@@ -105,11 +105,18 @@ def _choose_layout(store, cfg: SearchConfig, args) -> None:
                           "--choose-layout names its own group ('layout choice: ...'); drop it")
     choice = start_choice(store, cfg, args.name)
     print(f"{choice.group}: runs {', '.join(map(str, choice.runs))} -> {store.path}", flush=True)
-    choice = run_choice(store, choice, lambda ids: _batch_foreground(store, ids, args))
-    print("\nvalidation score of each shape (the best prompt each search found):")
+    choice = run_choice(store, choice, lambda ids: _batch_foreground(store, ids, args), args.trust_pickle)
+    if choice.on_holdout:
+        print(f"\nscore of each shape's prompt on {choice.holdout_users} held-out validation users (none of the "
+              "searches judged them; each search's own best validation score in brackets):")
+    else:
+        print("\nvalidation score of each shape (the best prompt each search found; no validation user was "
+              "left out of the searches to judge them on):")
     for rid, score in choice.scores.items():
         mark = "  <- chosen" if rid == choice.chosen else ""
         shown = "n/a" if score is None else f"{score:.4f}"
+        if choice.on_holdout and rid in choice.holdout:
+            shown = f"{choice.holdout[rid]:.4f} ({shown})"
         print(f"  run {rid}  {shape_label(choice.runs[rid]):<22} {shown}{mark}")
     if choice.chosen is not None:
         print(f"chosen: run {choice.chosen}; test it with: python -m paprec_core compare {choice.chosen} "
@@ -440,7 +447,8 @@ def register(sub) -> None:
     s.add_argument("--group", help="a group (e.g. an ablation) the run belongs to")
     s.add_argument("--choose-layout", dest="choose_layout", action="store_true",
                    help="search each of the paper's shapes (suffix l = 5 and 6, prefix+suffix, prefix) and "
-                        "choose the best on validation (section 5.1.5)")
+                        "choose the best on validation (section 5.1.5): on the validation users none of the "
+                        "searches judged on, where any are left")
     s.add_argument("--seeds", type=int, help="run the same search with N seeds (from --seed on) as one batch")
     add_executor_args(s, "a batch (--seeds, --choose-layout)")
     s.add_argument("--accept-z", dest="accept_z", type=float,

@@ -9,11 +9,15 @@ per shape, each an ordinary run in the store, all in one group
 ``layout choice: <name>``; the chosen run is the one with the best validation
 score (each search's best prompt), and ties go to the paper's default shape.
 Every run is judged on the same validation users (the config's seed draws them),
-so their scores compare.
+so their scores compare — but each is its own search's best on those users, biased
+upward by the search itself. So once every shape has finished, each one's prompt is
+scored again on the validation users none of them judged on (:func:`judge_on_holdout`,
+:mod:`paprec_core.holdout`) and the choice is made on those scores; where the searches
+judged every validation user there are none, and the choice falls back to their own.
 
-What is stored is only the runs and their group: which one was chosen, and
-which is the paper's pure-suffix row reported beside it, are read back from
-the runs (:func:`read_choice`).
+What is stored is the runs, their group and each run's ``holdout`` event: which one
+was chosen, and which is the paper's pure-suffix row reported beside it, are read
+back from the runs (:func:`read_choice`).
 """
 
 from __future__ import annotations
@@ -44,15 +48,26 @@ def layout_options(cfg: SearchConfig) -> list[SearchConfig]:
     return [c.validate() for c in out]
 
 
+HOLDOUT_EVENT = "holdout"  # a finished run's prompt scored on its choice's held-out validation users
+
+
 @dataclass
 class LayoutChoice:
     group: str
     runs: dict[int, SearchConfig]      # run id -> its config, in the order searched
     scores: dict[int, float | None]    # run id -> best validation score (None: no round finished)
+    holdout: dict[int, float] | None = None  # run id -> score on the held-out users (every scored run)
+    holdout_users: int = 0
+
+    @property
+    def on_holdout(self) -> bool:
+        """Whether the choice is made on held-out users: every run with a score has one there."""
+        return bool(self.holdout) and all(rid in self.holdout for rid, s in self.scores.items() if s is not None)
 
     @property
     def chosen(self) -> int | None:
-        done = [(s, -i, rid) for i, (rid, s) in enumerate(self.scores.items()) if s is not None]
+        by = self.holdout if self.on_holdout else self.scores
+        done = [(by[rid], -i, rid) for i, (rid, s) in enumerate(self.scores.items()) if s is not None]
         return max(done)[2] if done else None
 
     @property
@@ -79,11 +94,44 @@ def read_choice(store: RunStore, group: str) -> LayoutChoice:
     """A choice's runs and their validation scores, read back from the store."""
     ids = sorted(r["id"] for r in store.list_runs() if r.get("group") == group)
     runs = {rid: SearchConfig.from_dict(store.get_run(rid)["config"]) for rid in ids}
-    scores = {}
+    scores, holdout, users = {}, {}, 0
     for rid in runs:
         state = store.last_state(rid)
         scores[rid] = None if state is None else float(state["best_score"])
-    return LayoutChoice(group, runs, scores)
+        held = store.events(rid, kinds=[HOLDOUT_EVENT])
+        if held and state is not None and held[-1]["round"] == state["round"]:  # of the prompt it ended with
+            holdout[rid], users = float(held[-1]["data"]["score"]), int(held[-1]["data"]["users"])
+    return LayoutChoice(group, runs, scores, holdout or None, users)
+
+
+def judge_on_holdout(store: RunStore, choice: LayoutChoice, limit: int | None = None,
+                     trust_pickle: bool = False) -> LayoutChoice:
+    """Once every run of the choice has finished: score each one's prompt on the validation users
+    none of them judged on (at most ``limit``), recorded as a ``holdout`` event on each run, and
+    read the choice back. Does nothing while a run is unfinished, or when no user is held out."""
+    from .data import split_examples
+    from .evaluate import max_history
+    from .holdout import HoldoutJudge, holdout_users
+    from .runner import load_inputs
+    from .search.events import Event
+
+    if any(store.get_run(rid)["status"] != "finished" for rid in choice.runs):
+        return choice
+    first = next(iter(choice.runs.values()))
+    ds, backbone = load_inputs(first, trust_pickle)
+    every = sorted(split_examples(ds, first.task, "val", max_history=max_history(backbone)))
+    users = holdout_users(choice.runs.values(), every, limit, first.seed)
+    if not users:
+        return choice
+    judge = HoldoutJudge(backbone, ds, first.task, users)
+    for rid, cfg in choice.runs.items():
+        state = store.last_state(rid)
+        if state is None:
+            continue
+        score = judge.score(cfg, state["task_tokens"])
+        store.listener(rid)(Event(HOLDOUT_EVENT, state["round"], {"score": score, "users": len(users),
+                                                                  "group": choice.group}))
+    return read_choice(store, choice.group)
 
 
 def choice_of_run(store: RunStore, run_id: int) -> LayoutChoice | None:
@@ -92,14 +140,15 @@ def choice_of_run(store: RunStore, run_id: int) -> LayoutChoice | None:
     return read_choice(store, group) if group.startswith(GROUP_PREFIX) else None
 
 
-def run_choice(store: RunStore, choice: LayoutChoice,
-               run_many: Callable[[list[int]], dict[int, str]]) -> LayoutChoice:
+def run_choice(store: RunStore, choice: LayoutChoice, run_many: Callable[[list[int]], dict[int, str]],
+               trust_pickle: bool = False) -> LayoutChoice:
     """Search every shape that has not finished (``run_many(run_ids)`` runs or resumes them, e.g.
-    :func:`paprec_core.executors.run_batch`), then read the scores back."""
+    :func:`paprec_core.executors.run_batch`), score them on the held-out users, read it all back."""
     unfinished = [rid for rid in choice.runs if store.get_run(rid)["status"] != "finished"]
     if unfinished:
         run_many(unfinished)
-    return read_choice(store, choice.group)
+    choice = read_choice(store, choice.group)
+    return choice if choice.on_holdout else judge_on_holdout(store, choice, trust_pickle=trust_pickle)
 
 
 PAPER_SUFFIX_ROW = "PAP-REC, paper's suffix layout"

@@ -307,15 +307,30 @@ class Runner:
 
     def _work(self, run_id: int, resume: bool) -> None:
         try:
-            execute_run(self.store, run_id, should_stop=self._stop[run_id].is_set, resume=resume,
-                        trust_pickle=self._trust.get(run_id, False))
+            status = execute_run(self.store, run_id, should_stop=self._stop[run_id].is_set, resume=resume,
+                                 trust_pickle=self._trust.get(run_id, False))
         except BaseException:  # noqa: BLE001 - refused before starting (e.g. deleted); keep the runner alive
             log.warning("run %s could not start", run_id, exc_info=True)
+            status = None
+        try:
+            if status == "finished":
+                self._judge_choice(run_id)
+        except Exception:  # noqa: BLE001 - the runs are saved; the choice falls back to their own scores
+            log.warning("the layout choice of run %s could not be scored on held-out users", run_id, exc_info=True)
         finally:
             with self._lock:
                 self._threads.pop(run_id, None)
                 self._done[run_id].set()
             self._pump()
+
+    def _judge_choice(self, run_id: int) -> None:
+        """The last shape of a layout choice to finish scores them all on held-out users (the CLI
+        does so after its batch: :func:`~paprec_core.layout_choice.run_choice`)."""
+        from .layout_choice import choice_of_run, judge_on_holdout
+
+        choice = choice_of_run(self.store, run_id)
+        if choice is not None and not choice.on_holdout:
+            judge_on_holdout(self.store, choice, trust_pickle=self._trust.get(run_id, False))
 
 
 __all__ = ["Runner", "execute_run", "resume_run", "load_inputs", "clear_cache", "error_message",

@@ -38,6 +38,17 @@ def test_search_choose_layout_names_the_chosen_run(make_config, tmp_path, capsys
     layouts = [store.get_run(r["id"])["config"]["layout"] for r in sorted(store.list_runs(), key=lambda r: r["id"])]
     assert layouts == ["suffix", "suffix", "prefix+suffix", "prefix"]
     assert "<- chosen" in out and "compare" in out
+    # chosen on the validation users none of the four judged on (30 of the 60 judged: 30 held out)
+    from paprec_core.layout_choice import choice_of_run
+
+    ids = sorted(r["id"] for r in store.list_runs())
+    choice = choice_of_run(store, ids[0])
+    assert choice.on_holdout and choice.holdout_users == 30 and set(choice.holdout) == set(ids)
+    best = max(choice.holdout.values())
+    assert choice.chosen == next(rid for rid in ids if choice.holdout[rid] == best)
+    assert "30 held-out validation users" in out and f"run {choice.chosen}  " in out
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith(f"run {choice.chosen} "))
+    assert line.endswith("<- chosen") and f"{choice.holdout[choice.chosen]:.4f} (" in line
 
 
 def test_one_search_refuses_a_ray_executor(make_config, tmp_path, capsys):

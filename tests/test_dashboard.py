@@ -558,12 +558,14 @@ def test_launch_can_choose_the_layout_on_validation(empty_env, demo_store, demo_
               for r in runs]
     assert shapes == [("suffix", 2), ("suffix", 6), ("prefix+suffix", 2), ("prefix", 2)]
     assert at.session_state[ui.SELECTED] == runs[0]["id"]  # the watch panel follows the paper's shape first
-    wait_for(lambda: all(store.get_run(r["id"])["status"] == "finished" for r in runs), timeout=240)
-
     from paprec_core.layout_choice import choice_of_run
+
+    wait_for(lambda: all(store.get_run(r["id"])["status"] == "finished" for r in runs), timeout=240)
+    # the last shape to finish scores all four on the validation users none of them judged on
+    wait_for(lambda: choice_of_run(store, runs[0]["id"]).on_holdout, timeout=60)
 
     chosen = choice_of_run(store, runs[0]["id"]).chosen
     at = app(run_id=runs[0]["id"])
     shown = texts(at)
-    assert "Layout choice" in shown and "the paper's shape" in shown
+    assert "Layout choice" in shown and "the paper's shape" in shown and "held-out" in shown
     assert f"#{chosen} " in shown and "chosen" in shown.split(f"#{chosen} ", 1)[1].split("\n", 1)[0]

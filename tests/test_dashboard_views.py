@@ -269,7 +269,13 @@ def test_layout_choice_lines_name_the_chosen_shape_only_when_all_have_ended():
     runs = {1: SearchConfig(), 2: SearchConfig(layout="prefix")}
     choice = LayoutChoice("layout choice: x #1", runs, {1: 0.70, 2: 0.75})
     running = views.layout_choice_lines(choice, {1: "finished", 2: "running"}, 1)
-    assert "chosen when all have ended" in running[0] and not any("chosen" in ln for ln in running[1:])
+    assert "when they have ended" in running[0] and not any("chosen" in ln for ln in running[1:])
     assert "this run" in running[1] and "the paper's shape" in running[1] and "prefix, l = 5" in running[2]
     done = views.layout_choice_lines(choice, {1: "finished", 2: "finished"}, 1)
     assert "chosen" in done[2] and "chosen" not in done[1] and "0.7500" in done[2]
+    # scored on held-out users, the choice follows those scores
+    held = LayoutChoice("layout choice: x #1", runs, {1: 0.70, 2: 0.75}, holdout={1: 0.66, 2: 0.61},
+                        holdout_users=400)
+    lines = views.layout_choice_lines(held, {1: "finished", 2: "finished"}, 2)
+    assert "400 validation users none of them judged on" in lines[0]
+    assert "held-out 0.6600" in lines[1] and "chosen" in lines[1] and "chosen" not in lines[2]

@@ -677,11 +677,19 @@ def layout_choice_lines(choice, statuses: dict[int, str], run_id: int) -> list[s
     from paprec_core.layout_choice import shape_label
 
     ended = all(statuses[rid] in ("finished", "failed", "stopped") for rid in choice.runs)
+    if choice.on_holdout:
+        rule = (f"each prompt then scored on {choice.holdout_users} validation users none of them judged on; "
+                "the best there is the prompt")
+    else:
+        rule = "the best validation score is the prompt" + (
+            "" if ended else " (all are scored on held-out validation users when they have ended)")
     lines = [f"**Layout choice**: {len(choice.runs)} searches, one per shape, judged on the same validation "
-             "users; the best validation score is the prompt" + ("" if ended else " (chosen when all have ended)") + ":"]
+             f"users; {rule}:"]
     for rid, cfg in choice.runs.items():
         tags = [t for t, on in (("chosen", ended and rid == choice.chosen), ("this run", rid == run_id),
                                 ("the paper's shape", rid == choice.paper_suffix)) if on]
+        held = (choice.holdout or {}).get(rid)
         lines.append(f"- #{rid} {shape_label(cfg)}: {statuses[rid]}, best validation score "
-                     f"{fmt_score(choice.scores[rid])}" + (f" — {', '.join(tags)}" if tags else ""))
+                     f"{fmt_score(choice.scores[rid])}" + (f", held-out {fmt_score(held)}" if held is not None else "")
+                     + (f" — {', '.join(tags)}" if tags else ""))
     return lines

@@ -39,8 +39,9 @@ def launch_form() -> None:
     k = c2.number_input("Candidates k", min_value=0, max_value=50, value=5, step=1, key="f_k")
     layout = c1.selectbox("Trigger layout", [*LAYOUTS, CHOOSE], key="f_layout",
                           help=f"{CHOOSE}: one search per shape of the paper (suffix with l and with 5 or 6, "
-                               "prefix+suffix, prefix), the best on validation is the prompt; the paper's "
-                               "suffix run is shown beside it in Compare.")
+                               "prefix+suffix, prefix); each prompt is then scored on the validation users none "
+                               "of them judged on, and the best there is the prompt; the paper's suffix run is "
+                               "shown beside it in Compare.")
     user_position = c2.selectbox("[T_u] position", USER_POSITIONS, key="f_user_position", disabled=not personalized)
     criterion = st.selectbox("Selection criterion", CRITERIA, key="f_criterion",
                              help="surrogate: HR@5 + α·NDCG@5 (BLEU-4 + α·ROUGE-L for explanation); "
