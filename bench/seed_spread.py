@@ -5,7 +5,8 @@
     python bench/seed_spread.py --paper-suffix-only      # the paper's suffix layout, no layout choice
 
 For each seed it runs the product's own path: a layout choice
-(``search --choose-layout``: the paper's shapes, the best on validation) in a
+(``search --choose-layout``: the paper's shapes, the best on the validation
+users none of them judged on, its held-out score printed too) in a
 throw-away run store, then the paper's test protocol (``compare``: beam 20,
 top-10, 5 runs, paired t-tests). It prints, per seed, the validation score of
 the Seen prompt and of the searched prompt on the search's validation users,
@@ -44,9 +45,12 @@ def one_seed(store: RunStore, base: dict, seed: int, choose: bool) -> dict:
     preset = base.pop("preset")
     cfg = SearchConfig.preset(preset, **base, seed=seed).validate()
     t0 = time.perf_counter()
+    held = None
     if choose:
         choice = run_choice(store, start_choice(store, cfg, f"seed {seed}"), lambda ids: run_batch(store, ids))
         rid = choice.chosen
+        if choice.on_holdout:
+            held = (choice.holdout[rid], choice.holdout_users)
     else:
         rid = store.create_run(cfg, f"seed {seed}")
         execute_run(store, rid)
@@ -63,7 +67,7 @@ def one_seed(store: RunStore, base: dict, seed: int, choose: bool) -> dict:
             "seen_val": seen_val, "test": rows["PAP-REC"], "seen_test": rows[seen],
             "suffix_test": rows.get(PAPER_SUFFIX_ROW), "verdict": verdict["PAP-REC"],
             "suffix_verdict": verdict.get(PAPER_SUFFIX_ROW), "wall_s": time.perf_counter() - t0,
-            "search_s": searched_s}
+            "search_s": searched_s, "holdout": held}
 
 
 def spread(values) -> str:
@@ -101,7 +105,8 @@ def main() -> None:
             suffix = ""
             if r["suffix_test"]:
                 suffix = f"  | paper suffix HR@5 {r['suffix_test']['HR@5']:.4f} ({r['suffix_verdict']})"
-            print(f"seed {r['seed']}: {r['shape']:<20} val {r['val']:.4f} (Seen {r['seen_val']:.4f})  "
+            held = f" held-out {r['holdout'][0]:.4f} ({r['holdout'][1]} users)" if r["holdout"] else ""
+            print(f"seed {r['seed']}: {r['shape']:<20} val {r['val']:.4f} (Seen {r['seen_val']:.4f}){held}  "
                   f"test searched/Seen {cells}  -> {r['verdict']}{suffix}  [{r['wall_s']:.0f} s, search "
                   f"{r['search_s']:.0f} s]", flush=True)
     print(f"\nover {len(out)} seeds (mean ± sd):")
