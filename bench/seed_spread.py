@@ -47,7 +47,8 @@ def one_seed(store: RunStore, base: dict, seed: int, choose: bool) -> dict:
     t0 = time.perf_counter()
     held = None
     if choose:
-        choice = run_choice(store, start_choice(store, cfg, f"seed {seed}"), lambda ids: run_batch(store, ids))
+        choice = run_choice(store, start_choice(store, cfg, f"seed {seed}"), lambda ids: run_batch(store, ids),
+                            load_inputs)
         rid = choice.chosen
         if choice.on_holdout:
             held = (choice.holdout[rid], choice.holdout_users)

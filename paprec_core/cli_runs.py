@@ -99,13 +99,15 @@ def cmd_search(args) -> None:
 def _choose_layout(store, cfg: SearchConfig, args) -> None:
     """One search per shape of the paper (see layout_choice), then the best on validation."""
     from .layout_choice import run_choice, shape_label, start_choice
+    from .runner import load_inputs
 
     if args.group or args.seeds:
         raise ConfigError("group" if args.group else "seeds",
                           "--choose-layout names its own group ('layout choice: ...'); drop it")
     choice = start_choice(store, cfg, args.name)
     print(f"{choice.group}: runs {', '.join(map(str, choice.runs))} -> {store.path}", flush=True)
-    choice = run_choice(store, choice, lambda ids: _batch_foreground(store, ids, args), args.trust_pickle)
+    choice = run_choice(store, choice, lambda ids: _batch_foreground(store, ids, args),
+                        lambda c: load_inputs(c, args.trust_pickle))
     if choice.on_holdout:
         print(f"\nscore of each shape's prompt on {choice.holdout_users} held-out validation users (none of the "
               "searches judged them; each search's own best validation score in brackets):")

@@ -104,21 +104,22 @@ def read_choice(store: RunStore, group: str) -> LayoutChoice:
     return LayoutChoice(group, runs, scores, holdout or None, users)
 
 
-def judge_on_holdout(store: RunStore, choice: LayoutChoice, limit: int | None = None,
-                     trust_pickle: bool = False) -> LayoutChoice:
+Inputs = Callable[[SearchConfig], tuple]  # a config -> (dataset, backbone), e.g. runner.load_inputs
+
+
+def judge_on_holdout(store: RunStore, choice: LayoutChoice, inputs: Inputs, limit: int | None = None) -> LayoutChoice:
     """Once every run of the choice has finished: score each one's prompt on the validation users
     none of them judged on (at most ``limit``), recorded as a ``holdout`` event on each run, and
     read the choice back. Does nothing while a run is unfinished, or when no user is held out."""
     from .data import split_examples
     from .evaluate import max_history
     from .holdout import HoldoutJudge, holdout_users
-    from .runner import load_inputs
     from .search.events import Event
 
     if any(store.get_run(rid)["status"] != "finished" for rid in choice.runs):
         return choice
     first = next(iter(choice.runs.values()))
-    ds, backbone = load_inputs(first, trust_pickle)
+    ds, backbone = inputs(first)
     every = sorted(split_examples(ds, first.task, "val", max_history=max_history(backbone)))
     users = holdout_users(choice.runs.values(), every, limit, first.seed)
     if not users:
@@ -141,14 +142,14 @@ def choice_of_run(store: RunStore, run_id: int) -> LayoutChoice | None:
 
 
 def run_choice(store: RunStore, choice: LayoutChoice, run_many: Callable[[list[int]], dict[int, str]],
-               trust_pickle: bool = False) -> LayoutChoice:
+               inputs: Inputs) -> LayoutChoice:
     """Search every shape that has not finished (``run_many(run_ids)`` runs or resumes them, e.g.
     :func:`paprec_core.executors.run_batch`), score them on the held-out users, read it all back."""
     unfinished = [rid for rid in choice.runs if store.get_run(rid)["status"] != "finished"]
     if unfinished:
         run_many(unfinished)
     choice = read_choice(store, choice.group)
-    return choice if choice.on_holdout else judge_on_holdout(store, choice, trust_pickle=trust_pickle)
+    return choice if choice.on_holdout else judge_on_holdout(store, choice, inputs)
 
 
 PAPER_SUFFIX_ROW = "PAP-REC, paper's suffix layout"

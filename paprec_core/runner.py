@@ -330,7 +330,7 @@ class Runner:
 
         choice = choice_of_run(self.store, run_id)
         if choice is not None and not choice.on_holdout:
-            judge_on_holdout(self.store, choice, trust_pickle=self._trust.get(run_id, False))
+            judge_on_holdout(self.store, choice, lambda cfg: load_inputs(cfg, self._trust.get(run_id, False)))
 
 
 __all__ = ["Runner", "execute_run", "resume_run", "load_inputs", "clear_cache", "error_message",

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[1]
 ENGINE, EXPERIMENTS, INTERFACES = 0, 1, 2
 # Every module of paprec_core is named here, so that a new one is placed on purpose.
 ENGINE_MODULES = {"errors", "data", "tokenizer", "backbone", "prompts", "metrics", "ranking", "evaluate", "search",
-                  "pretrain", "pretrain_config", "demo", "entity_init", "layout_ceiling"}
+                  "pretrain", "pretrain_config", "demo", "entity_init", "layout_ceiling", "holdout"}
 # runs, their store and execution, the study and what turns results into tables and reports
 EXPERIMENT_MODULES = {"store", "runner", "executors", "compare", "layout_choice", "pack", "study", "study_options",
                       "report"}
