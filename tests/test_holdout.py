@@ -43,3 +43,20 @@ def test_the_held_out_score_is_the_searchs_own_criterion_on_those_users(make_con
     assert judge.score(cfg, state.task_tokens) == pytest.approx(float(np.mean(own)), abs=1e-12)
     with pytest.raises(ValueError, match="matching"):
         judge.score(make_config(task="matching"), state.task_tokens)
+
+
+def test_a_choice_whose_searches_judged_every_user_keeps_their_own_scores(make_config, tmp_path):
+    from paprec_core.executors import run_batch
+    from paprec_core.layout_choice import judge_on_holdout, run_choice, start_choice
+    from paprec_core.runner import load_inputs
+    from paprec_core.store import RunStore
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    choice = start_choice(store, make_config(personalized=False, trigger_length=2, max_rounds=1, val_users=None), "t")
+    # nothing is judged while a shape is unfinished
+    assert judge_on_holdout(store, choice, load_inputs) is choice
+    done = run_choice(store, choice, lambda ids: run_batch(store, ids), load_inputs)
+    assert not done.on_holdout and done.holdout is None
+    assert not any(store.events(rid, kinds=["holdout"]) for rid in done.runs)
+    best = max(done.scores.values())
+    assert done.scores[done.chosen] == best

@@ -111,10 +111,12 @@ def test_a_layout_choice_keeps_the_best_on_validation_and_reports_the_suffix_bes
     cfg = make_config(personalized=False, trigger_length=2, max_rounds=2)
     choice = start_choice(store, cfg, "t")
     assert len(choice.runs) == 4 and choice.chosen is None
-    done = run_choice(store, choice, lambda ids: run_batch(store, ids))
+    done = run_choice(store, choice, lambda ids: run_batch(store, ids), load_inputs)
     assert all(s is not None for s in done.scores.values())
-    best = max(done.scores.values())
-    assert done.scores[done.chosen] == best
+    # chosen on the 30 validation users the four did not judge (they share their 30 of 60)
+    assert done.on_holdout and done.holdout_users == 30
+    best = max(done.holdout.values())
+    assert done.holdout[done.chosen] == best
     # read back from the store alone: the same choice
     again = choice_of_run(store, done.chosen)
     assert again.chosen == done.chosen and again.paper_suffix == next(iter(choice.runs))
