@@ -154,6 +154,17 @@ def _repeat_seeds(store, cfg: SearchConfig, args) -> None:
     if len(scores) > 1:
         print(f"mean {statistics.mean(scores):.4f}, sd {statistics.stdev(scores):.4f} over {len(scores)} "
               "finished runs; test each with: python -m paprec_core compare RUN_ID")
+    if len(scores) == len(ids) > 1:
+        from .layout_choice import judge_on_holdout, read_choice
+        from .runner import load_inputs
+
+        # the best of the seeds by their own scores is the luckiest; on fresh users it is the best prompt
+        choice = judge_on_holdout(store, read_choice(store, group, ids), lambda c: load_inputs(c, args.trust_pickle))
+        if choice.on_holdout:
+            print(f"on the {choice.holdout_users} validation users none of the seeds judged on: "
+                  + ", ".join(f"run {rid} {choice.holdout[rid]:.4f}" for rid in ids)
+                  + f"; best: run {choice.chosen} (a restart, not the paper's protocol; "
+                    f"test it with: python -m paprec_core compare {choice.chosen} --store {store.path})")
 
 
 def _batch_foreground(store, ids: list[int], args) -> dict[int, str]:

@@ -90,9 +90,10 @@ def start_choice(store: RunStore, cfg: SearchConfig, name: str | None = None) ->
     return LayoutChoice(group, runs, {rid: None for rid in runs})
 
 
-def read_choice(store: RunStore, group: str) -> LayoutChoice:
-    """A choice's runs and their validation scores, read back from the store."""
-    ids = sorted(r["id"] for r in store.list_runs() if r.get("group") == group)
+def read_choice(store: RunStore, group: str, ids: list[int] | None = None) -> LayoutChoice:
+    """A choice's runs and their validation scores, read back from the store (``ids``: these runs
+    of the group only, e.g. the seeds of ``search --seeds`` in a group that holds others too)."""
+    ids = ids or sorted(r["id"] for r in store.list_runs() if r.get("group") == group)
     runs = {rid: SearchConfig.from_dict(store.get_run(rid)["config"]) for rid in ids}
     scores, holdout, users = {}, {}, 0
     for rid in runs:
@@ -132,7 +133,7 @@ def judge_on_holdout(store: RunStore, choice: LayoutChoice, inputs: Inputs, limi
         score = judge.score(cfg, state["task_tokens"])
         store.listener(rid)(Event(HOLDOUT_EVENT, state["round"], {"score": score, "users": len(users),
                                                                   "group": choice.group}))
-    return read_choice(store, choice.group)
+    return read_choice(store, choice.group, list(choice.runs))
 
 
 def choice_of_run(store: RunStore, run_id: int) -> LayoutChoice | None:

@@ -26,6 +26,13 @@ def test_search_with_seeds_runs_one_group_of_runs_one_seed_apart(make_config, tm
                     if k.startswith("Seen"))
         best = store.get_run(r["id"])["best_score"]
         assert f"{best:.4f}  (Seen {seen:.4f}: {best - seen:+.4f})" in out
+    # and the best of the seeds on the validation users none of them judged on
+    from paprec_core.layout_choice import read_choice
+
+    choice = read_choice(store, runs[0]["group"])
+    assert choice.on_holdout and 0 < choice.holdout_users <= 30
+    assert f"on the {choice.holdout_users} validation users none of the seeds judged on" in out
+    assert f"best: run {choice.chosen} " in out and choice.holdout[choice.chosen] == max(choice.holdout.values())
 
 
 def test_search_choose_layout_names_the_chosen_run(make_config, tmp_path, capsys):
