@@ -51,7 +51,7 @@ def one_seed(store: RunStore, base: dict, seed: int, choose: bool) -> dict:
                             load_inputs)
         rid = choice.chosen
         if choice.on_holdout:
-            held = (choice.holdout[rid], choice.holdout_users)
+            held = (choice.holdout[rid], choice.holdout_users, choice.holdout_seen)
     else:
         rid = store.create_run(cfg, f"seed {seed}")
         execute_run(store, rid)
@@ -106,7 +106,8 @@ def main() -> None:
             suffix = ""
             if r["suffix_test"]:
                 suffix = f"  | paper suffix HR@5 {r['suffix_test']['HR@5']:.4f} ({r['suffix_verdict']})"
-            held = f" held-out {r['holdout'][0]:.4f} ({r['holdout'][1]} users)" if r["holdout"] else ""
+            held = (f" held-out {r['holdout'][0]:.4f} (Seen {r['holdout'][2]:.4f}, {r['holdout'][1]} users)"
+                    if r["holdout"] else "")
             print(f"seed {r['seed']}: {r['shape']:<20} val {r['val']:.4f} (Seen {r['seen_val']:.4f}){held}  "
                   f"test searched/Seen {cells}  -> {r['verdict']}{suffix}  [{r['wall_s']:.0f} s, search "
                   f"{r['search_s']:.0f} s]", flush=True)

@@ -110,7 +110,8 @@ def _choose_layout(store, cfg: SearchConfig, args) -> None:
                         lambda c: load_inputs(c, args.trust_pickle))
     if choice.on_holdout:
         print(f"\nscore of each shape's prompt on {choice.holdout_users} held-out validation users (none of the "
-              "searches judged them; each search's own best validation score in brackets):")
+              f"searches judged them; Seen manual {choice.holdout_seen:.4f} there; each search's own best "
+              "validation score in brackets):")
     else:
         print("\nvalidation score of each shape (the best prompt each search found; no validation user was "
               "left out of the searches to judge them on):")
@@ -161,8 +162,8 @@ def _repeat_seeds(store, cfg: SearchConfig, args) -> None:
         # the best of the seeds by their own scores is the luckiest; on fresh users it is the best prompt
         choice = judge_on_holdout(store, read_choice(store, group, ids), lambda c: load_inputs(c, args.trust_pickle))
         if choice.on_holdout:
-            print(f"on the {choice.holdout_users} validation users none of the seeds judged on: "
-                  + ", ".join(f"run {rid} {choice.holdout[rid]:.4f}" for rid in ids)
+            print(f"on the {choice.holdout_users} validation users none of the seeds judged on (Seen manual "
+                  f"{choice.holdout_seen:.4f}): " + ", ".join(f"run {rid} {choice.holdout[rid]:.4f}" for rid in ids)
                   + f"; best: run {choice.chosen} (a restart, not the paper's protocol; "
                     f"test it with: python -m paprec_core compare {choice.chosen} --store {store.path})")
 

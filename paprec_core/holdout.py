@@ -67,3 +67,15 @@ class HoldoutJudge:
             raise ValueError("no held-out validation users to judge on")
         slotted = build_slotted(self.examples, self.backbone, self.ds, cfg)
         return float(Scorer(self.backbone, slotted, cfg, self.ds.n_items).per_example(task_tokens).mean())
+
+    def seen(self, cfg: SearchConfig) -> float:
+        """The Seen manual prompt under ``cfg``'s criterion on the same users: the bar a held-out
+        score is read against (as the search's own ``references`` are on its users)."""
+        from .evaluate import manual_inputs
+        from .prompts import manual_prompt
+        from .search.scoring import Scorer
+        from .search.slots import build_slotted
+
+        slotted = build_slotted(self.examples, self.backbone, self.ds, cfg)
+        inputs = manual_inputs(slotted.examples, manual_prompt(self.task, "seen").template, self.backbone, self.ds)
+        return float(Scorer(self.backbone, slotted, cfg, self.ds.n_items).per_example_inputs(inputs).mean())

@@ -58,6 +58,7 @@ class LayoutChoice:
     scores: dict[int, float | None]    # run id -> best validation score (None: no round finished)
     holdout: dict[int, float] | None = None  # run id -> score on the held-out users (every scored run)
     holdout_users: int = 0
+    holdout_seen: float | None = None  # the Seen manual prompt's score on those users
 
     @property
     def on_holdout(self) -> bool:
@@ -95,14 +96,15 @@ def read_choice(store: RunStore, group: str, ids: list[int] | None = None) -> La
     of the group only, e.g. the seeds of ``search --seeds`` in a group that holds others too)."""
     ids = ids or sorted(r["id"] for r in store.list_runs() if r.get("group") == group)
     runs = {rid: SearchConfig.from_dict(store.get_run(rid)["config"]) for rid in ids}
-    scores, holdout, users = {}, {}, 0
+    scores, holdout, users, seen = {}, {}, 0, None
     for rid in runs:
         state = store.last_state(rid)
         scores[rid] = None if state is None else float(state["best_score"])
         held = store.events(rid, kinds=[HOLDOUT_EVENT])
         if held and state is not None and held[-1]["round"] == state["round"]:  # of the prompt it ended with
             holdout[rid], users = float(held[-1]["data"]["score"]), int(held[-1]["data"]["users"])
-    return LayoutChoice(group, runs, scores, holdout or None, users)
+            seen = held[-1]["data"].get("seen", seen)
+    return LayoutChoice(group, runs, scores, holdout or None, users, seen)
 
 
 Inputs = Callable[[SearchConfig], tuple]  # a config -> (dataset, backbone), e.g. runner.load_inputs
@@ -126,13 +128,14 @@ def judge_on_holdout(store: RunStore, choice: LayoutChoice, inputs: Inputs, limi
     if not users:
         return choice
     judge = HoldoutJudge(backbone, ds, first.task, users)
+    seen = judge.seen(first)
     for rid, cfg in choice.runs.items():
         state = store.last_state(rid)
         if state is None:
             continue
         score = judge.score(cfg, state["task_tokens"])
         store.listener(rid)(Event(HOLDOUT_EVENT, state["round"], {"score": score, "users": len(users),
-                                                                  "group": choice.group}))
+                                                                  "seen": seen, "group": choice.group}))
     return read_choice(store, choice.group, list(choice.runs))
 
 

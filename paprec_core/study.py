@@ -594,15 +594,17 @@ class Study:
         every = sorted(split_examples(ds, step.task, "val", max_history=max_history(backbone)))
         users = holdout_users(cfgs.values(), every, step.params["holdout_users"], step.params["seed"])
         scores: dict[str, float] = {}
+        seen = None
         if users:
             judge = HoldoutJudge(backbone, ds, step.task, users)
+            seen = judge.seen(next(iter(cfgs.values())))
             for name, cfg in cfgs.items():
                 self.say(f"scoring {name} on {len(users)} held-out validation users")
                 scores[name] = judge.score(cfg, self._state(self.run_id_of(name))["task_tokens"])
         else:
             self.say("no held-out validation users (the searches judged all of them): the choice falls back "
                      "to each search's own validation score")
-        e.update(result={"users": len(users), "validation_users": len(every), "scores": scores,
+        e.update(result={"users": len(users), "validation_users": len(every), "scores": scores, "seen": seen,
                          "criteria": sorted({c.criterion for c in cfgs.values()})},
                  inputs={d: self.manifest["steps"][d]["run_id"] for d in step.deps}, params=step.params)
 

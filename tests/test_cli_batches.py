@@ -54,6 +54,7 @@ def test_search_choose_layout_names_the_chosen_run(make_config, tmp_path, capsys
     best = max(choice.holdout.values())
     assert choice.chosen == next(rid for rid in ids if choice.holdout[rid] == best)
     assert "30 held-out validation users" in out and f"run {choice.chosen}  " in out
+    assert choice.holdout_seen is not None and f"Seen manual {choice.holdout_seen:.4f} there" in out
     line = next(ln for ln in out.splitlines() if ln.strip().startswith(f"run {choice.chosen} "))
     assert line.endswith("<- chosen") and f"{choice.holdout[choice.chosen]:.4f} (" in line
 

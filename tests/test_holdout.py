@@ -43,6 +43,9 @@ def test_the_held_out_score_is_the_searchs_own_criterion_on_those_users(make_con
     assert judge.score(cfg, state.task_tokens) == pytest.approx(float(np.mean(own)), abs=1e-12)
     with pytest.raises(ValueError, match="matching"):
         judge.score(make_config(task="matching"), state.task_tokens)
+    # the Seen prompt on the same users, as the search's own reference on them
+    seen = next(v for k, v in search.manual_references().items() if k.startswith("Seen"))
+    assert judge.seen(cfg) == pytest.approx(seen, abs=1e-12)
 
 
 def test_a_choice_whose_searches_judged_every_user_keeps_their_own_scores(make_config, tmp_path):

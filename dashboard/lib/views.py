@@ -678,7 +678,8 @@ def layout_choice_lines(choice, statuses: dict[int, str], run_id: int) -> list[s
 
     ended = all(statuses[rid] in ("finished", "failed", "stopped") for rid in choice.runs)
     if choice.on_holdout:
-        rule = (f"each prompt then scored on {choice.holdout_users} validation users none of them judged on; "
+        seen = "" if choice.holdout_seen is None else f" (Seen manual {fmt_score(choice.holdout_seen)} there)"
+        rule = (f"each prompt then scored on {choice.holdout_users} validation users none of them judged on{seen}; "
                 "the best there is the prompt")
     else:
         rule = "the best validation score is the prompt" + (

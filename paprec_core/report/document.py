@@ -408,9 +408,10 @@ def _choice_score(d: StudyData, task: str, step: str) -> str:
 def _chosen_on(d: StudyData, task: str) -> str:
     held = d.holdout(task)
     if held:
+        seen = f"; the Seen manual prompt scores {_f(held['seen'])} there" if held.get("seen") is not None else ""
         return (f"on {held['users']} held-out validation users (validation users none of the competing searches "
-                f"judged on; criterion {', '.join(held.get('criteria', []))}; in brackets each search's own best "
-                "validation score, which its own search biases upward)")
+                f"judged on; criterion {', '.join(held.get('criteria', []))}{seen}; in brackets each search's own "
+                "best validation score, which its own search biases upward)")
     return "on validation (best validation score of each search"
 
 
