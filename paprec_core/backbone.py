@@ -229,7 +229,7 @@ class Backbone(nn.Module):
         out = self.t5.generate(
             encoder_outputs=BaseModelOutput(last_hidden_state=enc), attention_mask=batch.attention_mask,
             num_beams=num_beams, num_return_sequences=num_return, max_new_tokens=max_new_tokens,
-            do_sample=False, early_stopping=True, prefix_allowed_tokens_fn=fn,
+            do_sample=False, early_stopping=num_beams > 1, prefix_allowed_tokens_fn=fn,
             renormalize_logits=allowed_prefixes is not None, **kwargs)
         seqs = out.tolist()
         return [[s[1:] for s in seqs[b * num_return:(b + 1) * num_return]] for b in range(len(batch.input_ids))]

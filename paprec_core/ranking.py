@@ -165,7 +165,14 @@ def _item_loglik_plain(backbone: Backbone, batch: Batch, items: list[int], enc: 
     return score.tolist()
 
 
+# How a search judges an explanation: greedy text of at least 10 tokens (HF's min_length counts the
+# decoder's start token) and at most 20, as the public PAP-REC code judges its candidates
+# (generate(min_length=10) with HF's defaults). 5 beams cost 3-5x as much for the same criterion.
+GREEDY_EXPLANATION = {"num_beams": 1, "max_new_tokens": 19, "min_length": 10}
+
+
 @torch.inference_mode()
-def generate_texts(backbone: Backbone, batch: Batch, num_beams: int = 5, max_new_tokens: int = 32) -> list[str]:
-    seqs = backbone.generate(batch, num_beams=num_beams, num_return=1, max_new_tokens=max_new_tokens)
+def generate_texts(backbone: Backbone, batch: Batch, num_beams: int = 5, max_new_tokens: int = 32,
+                   **kwargs) -> list[str]:
+    seqs = backbone.generate(batch, num_beams=num_beams, num_return=1, max_new_tokens=max_new_tokens, **kwargs)
     return [backbone.tokenizer.decode(s[0]) for s in seqs]

@@ -184,3 +184,25 @@ def test_layouts_place_triggers_where_asked(demo_entity_backbone, demo_dataset):
         first_arg = 1 if user_pos == "before" else 0
         n_prefix = {"suffix": 0, "prefix": 4, "prefix+suffix": 2}[layout]
         assert task_pos[0].tolist()[:n_prefix] == list(range(first_arg, first_arg + n_prefix))
+
+
+def test_an_explanation_candidate_is_judged_on_greedy_text_as_the_public_code_does(demo_entity_backbone,
+                                                                                   demo_dataset):
+    from paprec_core.data import split_examples
+    from paprec_core.evaluate import flatten
+    from paprec_core.metrics import bleu4, rouge
+    from paprec_core.ranking import GREEDY_EXPLANATION, generate_texts
+    from paprec_core.search.scoring import Scorer
+    from paprec_core.search.slots import build_slotted
+
+    cfg = SearchConfig(task="explanation", trigger_length=2, batch_size=8).validate()
+    exs = flatten(split_examples(demo_dataset, "explanation", "val"))[:8]
+    data = build_slotted(exs, demo_entity_backbone, demo_dataset, cfg)
+    tokens = [demo_entity_backbone.tokenizer.piece_id("\u2581the")] * 2
+    got = Scorer(demo_entity_backbone, data, cfg, demo_dataset.n_items).per_example(tokens)
+    batch, _, _ = data.batch(np.arange(len(exs)), tokens)
+    seqs = demo_entity_backbone.generate(batch, num_return=1, **GREEDY_EXPLANATION)
+    assert all(len(s[0]) >= 9 for s in seqs)  # min_length 10 counts the decoder's start token
+    hyps = generate_texts(demo_entity_backbone, batch, **GREEDY_EXPLANATION)
+    refs = [ex.target for ex in exs]
+    assert np.allclose(got, bleu4(hyps, refs) + cfg.alpha_value * rouge(hyps, refs)["ROUGE-L"])

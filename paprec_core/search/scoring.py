@@ -4,7 +4,7 @@ Scores are per example so that a user-token round can judge each user on its
 own validation data. Higher is better for every criterion:
 
 - ``surrogate``: HR@5 + α·NDCG@5 from the top 5 (beam 5) for ranking tasks,
-  BLEU-4 + α·ROUGE-L for explanation;
+  BLEU-4 + α·ROUGE-L of greedy text for explanation (as the public code judges it);
 - ``full``: HR@10 + α·NDCG@10 from the top 10 of a beam of 20;
 - ``loss``: minus the target NLL (no decoding at all).
 """
@@ -16,7 +16,7 @@ import torch
 
 from ..backbone import Backbone, ItemTrie
 from ..metrics import bleu4, hit_ranks, hr_at_k, ndcg_at_k, rouge
-from ..ranking import generate_texts, item_trie, rank_items
+from ..ranking import GREEDY_EXPLANATION, generate_texts, item_trie, rank_items
 from .config import SearchConfig
 from .slots import SlottedSet
 
@@ -64,7 +64,8 @@ class Scorer:
         if cfg.criterion == "loss":
             return -self.backbone.example_losses(batch).float().cpu().numpy()
         if cfg.task == "explanation":
-            hyps = generate_texts(self.backbone, batch, num_beams=self.beams)
+            hyps = (generate_texts(self.backbone, batch, num_beams=self.beams) if cfg.criterion == "full"
+                    else generate_texts(self.backbone, batch, **GREEDY_EXPLANATION))
             refs = [self.data.examples[i].target for i in part]
             return bleu4(hyps, refs) + self.alpha * rouge(hyps, refs)["ROUGE-L"]
         ranked = rank_items(self.backbone, batch, [self.data.examples[i] for i in part], top_k=self.top_k,
