@@ -16,7 +16,8 @@ sees it for every user the search did not judge.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -79,3 +80,36 @@ class HoldoutJudge:
         slotted = build_slotted(self.examples, self.backbone, self.ds, cfg)
         inputs = manual_inputs(slotted.examples, manual_prompt(self.task, "seen").template, self.backbone, self.ds)
         return float(Scorer(self.backbone, slotted, cfg, self.ds.n_items).per_example_inputs(inputs).mean())
+
+
+@dataclass
+class HeldOut:
+    """Prompts scored on the held-out users (``scores`` empty when the searches judged them all)."""
+    users: int
+    validation_users: int
+    seen: float | None = None
+    scores: dict = field(default_factory=dict)
+
+
+def score_held_out(backbone, ds, prompts: dict[Hashable, tuple[SearchConfig, list[int]]],
+                   limit: int | None = DEFAULT_HOLDOUT_USERS, seed: int = 0,
+                   progress: Callable[[str], None] | None = None) -> HeldOut:
+    """Each of ``prompts`` (key -> its search's config and final task tokens) scored on the validation
+    users none of those searches judged on, with the Seen prompt on the same users."""
+    from .data import split_examples
+    from .evaluate import max_history
+
+    first = next(iter(prompts.values()))[0]
+    every = sorted(split_examples(ds, first.task, "val", max_history=max_history(backbone)))
+    users = holdout_users([cfg for cfg, _ in prompts.values()], every, limit, seed)
+    out = HeldOut(len(users), len(every))
+    if not users:
+        return out
+    judge = HoldoutJudge(backbone, ds, first.task, users)
+    out.seen = judge.seen(first)
+    for key, (cfg, tokens) in prompts.items():
+        if progress is not None:
+            progress(f"scoring {key} on {len(users)} held-out validation users")
+        out.scores[key] = judge.score(cfg, tokens)
+    return out
+

@@ -114,29 +114,22 @@ def judge_on_holdout(store: RunStore, choice: LayoutChoice, inputs: Inputs, limi
     """Once every run of the choice has finished: score each one's prompt on the validation users
     none of them judged on (at most ``limit``), recorded as a ``holdout`` event on each run, and
     read the choice back. Does nothing while a run is unfinished, or when no user is held out."""
-    from .data import split_examples
-    from .evaluate import max_history
-    from .holdout import HoldoutJudge, holdout_users
+    from .holdout import score_held_out
     from .search.events import Event
 
     if any(store.get_run(rid)["status"] != "finished" for rid in choice.runs):
         return choice
+    states = {rid: store.last_state(rid) for rid in choice.runs}
+    prompts = {rid: (choice.runs[rid], st["task_tokens"]) for rid, st in states.items() if st is not None}
+    if not prompts:
+        return choice
     first = next(iter(choice.runs.values()))
     ds, backbone = inputs(first)
-    every = sorted(split_examples(ds, first.task, "val", max_history=max_history(backbone)))
-    users = holdout_users(choice.runs.values(), every, limit, first.seed)
-    if not users:
-        return choice
-    judge = HoldoutJudge(backbone, ds, first.task, users)
-    seen = judge.seen(first)
-    for rid, cfg in choice.runs.items():
-        state = store.last_state(rid)
-        if state is None:
-            continue
-        score = judge.score(cfg, state["task_tokens"])
-        store.listener(rid)(Event(HOLDOUT_EVENT, state["round"], {"score": score, "users": len(users),
-                                                                  "seen": seen, "group": choice.group}))
-    return read_choice(store, choice.group, list(choice.runs))
+    held = score_held_out(backbone, ds, prompts, limit, first.seed)
+    for rid, score in held.scores.items():
+        store.listener(rid)(Event(HOLDOUT_EVENT, states[rid]["round"], {
+            "score": score, "users": held.users, "seen": held.seen, "group": choice.group}))
+    return read_choice(store, choice.group, list(choice.runs)) if held.scores else choice
 
 
 def choice_of_run(store: RunStore, run_id: int) -> LayoutChoice | None:

@@ -584,28 +584,17 @@ class Study:
     def _holdout(self, step: Step, e: dict) -> None:
         """Every competing search's final prompt scored on the validation users none of them judged
         on (:mod:`paprec_core.holdout`), for the test step to choose by."""
-        from .data import split_examples
-        from .evaluate import max_history
-        from .holdout import HoldoutJudge, holdout_users
+        from .holdout import score_held_out
 
-        cfgs = {name: SearchConfig.from_dict(self.store.get_run(self.run_id_of(name))["config"])
-                for name in step.deps}
-        ds, backbone = self._inputs(next(iter(cfgs.values())))
-        every = sorted(split_examples(ds, step.task, "val", max_history=max_history(backbone)))
-        users = holdout_users(cfgs.values(), every, step.params["holdout_users"], step.params["seed"])
-        scores: dict[str, float] = {}
-        seen = None
-        if users:
-            judge = HoldoutJudge(backbone, ds, step.task, users)
-            seen = judge.seen(next(iter(cfgs.values())))
-            for name, cfg in cfgs.items():
-                self.say(f"scoring {name} on {len(users)} held-out validation users")
-                scores[name] = judge.score(cfg, self._state(self.run_id_of(name))["task_tokens"])
-        else:
+        prompts = {name: (SearchConfig.from_dict(self.store.get_run(self.run_id_of(name))["config"]),
+                          self._state(self.run_id_of(name))["task_tokens"]) for name in step.deps}
+        ds, backbone = self._inputs(next(iter(prompts.values()))[0])
+        held = score_held_out(backbone, ds, prompts, step.params["holdout_users"], step.params["seed"], self.say)
+        if not held.users:
             self.say("no held-out validation users (the searches judged all of them): the choice falls back "
                      "to each search's own validation score")
-        e.update(result={"users": len(users), "validation_users": len(every), "scores": scores, "seen": seen,
-                         "criteria": sorted({c.criterion for c in cfgs.values()})},
+        e.update(result={"users": held.users, "validation_users": held.validation_users, "scores": held.scores,
+                         "seen": held.seen, "criteria": sorted({c.criterion for c, _ in prompts.values()})},
                  inputs={d: self.manifest["steps"][d]["run_id"] for d in step.deps}, params=step.params)
 
     def _chosen(self, names: list[str], holdout: dict[str, float] | None = None) -> str:
