@@ -269,6 +269,7 @@ def test_study_with_restarts_tests_the_best_seed_beside_the_papers_rows(demo_sto
     assert "## Verdict against the Seen prompt" in readme
     assert readme.index("## Verdict against the Seen prompt") < readme.index("## Commands")
     assert "PAP-REC, best of the restarts: " in readme  # its verdict line
+    assert "- Non-personalized, best of the restarts (run " in readme
     # resumable: nothing left to do
     assert main(argv) == 0
     assert json.loads((out / "manifest.json").read_text())["steps"]["test/sequential"]["finished_at"] == \

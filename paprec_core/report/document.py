@@ -460,6 +460,15 @@ def _restarts_section(d: StudyData, task: str, add) -> None:
     add("\n".join(_table(["search", *[f"seed {s}" for s in seeds]],
                          [[shape, *[cells.get(s, "") for s in seeds]] for shape, cells in rows])))
     add("")
+    for which, label in (("non_personalized", "Non-personalized"), ("personalized", "Personalized task tokens")):
+        step = d.restart_step(task, which)
+        rid = d.run_id(step) if step else None
+        end = d.run_end(rid) if rid is not None else None
+        if end:
+            cfg = d.steps[step].get("config") or {}
+            add(f"- {label}, best of the restarts (run {rid}, seed {cfg.get('seed')}, {cfg.get('layout')}, "
+                f"l = {cfg.get('trigger_length')}): {_code(end.get('prompt'))}")
+    add("")
 
 
 def _validation_section(d: StudyData, task: str, t: dict, results: dict | None, plots: Path, add) -> None:
