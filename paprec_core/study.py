@@ -363,7 +363,7 @@ class Study:
         if e.get("status") != "done":
             return False
         if step.kind == "search":
-            if e.get("config") != step.config:
+            if not _same_config(e.get("config"), step.config):
                 return False
             try:
                 return self.store.get_run(e["run_id"])["status"] == "finished"
@@ -532,7 +532,7 @@ class Study:
         """The step's run (created, queued, when it has none yet) and whether it resumes."""
         cfg = SearchConfig.from_dict(step.config).validate()
         run = None
-        if e.get("run_id") is not None and e.get("config") == step.config:
+        if e.get("run_id") is not None and _same_config(e.get("config"), step.config):
             try:
                 run = self.store.get_run(e["run_id"])
             except KeyError:
@@ -688,6 +688,18 @@ class Study:
         self.store.save_results(rid, results)
         e.update(inputs={dep: rid}, params=step.params, saved_to=[rid])
         self.manifest["steps"][dep]["test"] = {"run_id": rid, "row": label}
+
+
+def _same_config(recorded: dict | None, planned: dict) -> bool:
+    """Whether a recorded search config is the planned one. A field added to SearchConfig since the
+    run was recorded is missing from it and takes its default, which changes no search: compare the
+    two as configs, not as dicts (else every study of an older version would search again)."""
+    if recorded is None:
+        return False
+    try:
+        return SearchConfig.from_dict(recorded).to_dict() == SearchConfig.from_dict(planned).to_dict()
+    except (TypeError, ConfigError):
+        return False
 
 
 def _means(per: dict) -> dict[str, float | None]:

@@ -8,7 +8,7 @@ import pytest
 
 from paprec_core.cli import main
 from paprec_core.errors import ConfigError, PapRecError
-from paprec_core.study import Study, StudyInterrupted, StudyOptions, build_plan, run_study
+from paprec_core.study import Study, StudyInterrupted, StudyOptions, base_config, build_plan, run_study
 from paprec_core.store import RunStore
 
 
@@ -274,3 +274,13 @@ def test_study_with_restarts_tests_the_best_seed_beside_the_papers_rows(demo_sto
     assert main(argv) == 0
     assert json.loads((out / "manifest.json").read_text())["steps"]["test/sequential"]["finished_at"] == \
         test["finished_at"]
+
+
+def test_a_search_recorded_before_a_config_field_existed_is_still_the_planned_one():
+    from paprec_core.study import _same_config
+
+    planned = base_config(StudyOptions(data="d", backbone="b").validate(), "sequential").to_dict()
+    older = {k: v for k, v in planned.items() if k != "warmup_rounds"}  # written before the field existed
+    assert _same_config(older, planned)
+    assert not _same_config({**older, "seed": planned["seed"] + 1}, planned)
+    assert not _same_config({**older, "no_such_field": 1}, planned) and not _same_config(None, planned)
