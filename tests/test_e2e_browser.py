@@ -192,7 +192,12 @@ def test_launch_watch_compare_and_users_in_chromium(server, tmp_path, demo_store
                 except AssertionError:
                     page.keyboard.press("Escape")
             expect(watching).to_have_value(re.compile(r"#1\b"))
+            # the server has drawn run #1 (only a personalized run counts users with a token): the
+            # box shows the pick before the rerun that makes it the session's run has ended, and a
+            # page switch inside that rerun opened Users on run #2 (the flaky failures under load)
+            page.get_by_text("Users with own token").wait_for()
             page.get_by_text("Ended (").wait_for(timeout=240_000)  # the personalized run ends by itself
+            page.get_by_text("Users with own token").wait_for()
             page.get_by_role("link", name="Users").click()
             counts = page.get_by_text(re.compile(r"\d+ of 60 users have their own token"))
             counts.wait_for()
