@@ -7,7 +7,7 @@ non-personalized prompt (§5.1.5: a personalized prompt has 5 task tokens plus
 Table 12 (prefix only, prefix and suffix, suffix only). A choice is one search
 per shape, each an ordinary run in the store, all in one group
 ``layout choice: <name>``; the chosen run is the one with the best validation
-score (each search's best prompt), and ties go to the paper's default shape.
+score (below: on which users), and ties go to the paper's default shape.
 Every run is judged on the same validation users (the config's seed draws them),
 so their scores compare — but each is its own search's best on those users, biased
 upward by the search itself. So once every shape has finished, each one's prompt is
