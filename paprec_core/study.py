@@ -142,14 +142,14 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
                           deps=competing["non_personalized"] + competing["personalized"], params=params))
         layout["tasks"][task] = {"baselines": f"baselines/{task}", "non_personalized": main["non_personalized"][0],
                                  "personalized": main["personalized"][0], "test": f"test/{task}"}
-        if opts.choose_layout:
-            layout["tasks"][task].update(non_personalized_options=main["non_personalized"],
-                                         personalized_options=main["personalized"])
         if restarts:
             layout["tasks"][task].update(non_personalized_restarts=restarts["non_personalized"],
                                          personalized_restarts=restarts["personalized"])
         if "holdout" in params:
             layout["tasks"][task]["holdout"] = params["holdout"]
+        if opts.choose_layout:
+            layout["tasks"][task].update(non_personalized_options=main["non_personalized"],
+                                         personalized_options=main["personalized"])
             if task != "explanation":
                 # why a layout stays below Seen, measured: the Seen prompt's own words in it
                 steps.append(Step(f"ceiling/{task}", "ceiling", task, f"layout ceiling ({task})",
@@ -602,11 +602,9 @@ class Study:
         paper's shape): on the held-out users when they were scored, else by each search's own
         best validation score, as ``search --choose-layout`` chooses."""
         ids = {self.run_id_of(n): n for n in names}
-        if holdout and all(n in holdout for n in names):
-            scores = {rid: holdout[n] for rid, n in ids.items()}
-        else:
-            scores = {rid: float(self._state(rid)["best_score"]) for rid in ids}
-        return ids[LayoutChoice("", {rid: None for rid in ids}, scores).chosen]
+        own = {rid: float(self._state(rid)["best_score"]) for rid in ids}
+        held = {rid: holdout[n] for rid, n in ids.items() if n in (holdout or {})}
+        return ids[LayoutChoice("", {rid: None for rid in ids}, own, held or None).chosen]
 
     def _test(self, step: Step, e: dict) -> None:
         from .compare import compare_prompts

@@ -229,6 +229,7 @@ def test_plan_with_restarts_searches_each_shape_from_each_seed_and_chooses_on_he
     assert not any(s.kind == "holdout" for s in build_plan(StudyOptions(data="d", backbone="b").validate())[0])
     off = StudyOptions(data="d", backbone="b", choose_layout=True, holdout_users=0).validate()
     assert not any(s.kind == "holdout" for s in build_plan(off)[0]) and "--holdout-users" in off.command()
+    assert any(s.kind == "ceiling" for s in build_plan(off)[0])  # the layout ceiling comes with the choice alone
     with pytest.raises(ConfigError, match="restarts"):
         StudyOptions(data="d", backbone="b", restarts=0).validate()
 
