@@ -59,6 +59,16 @@ class HoldoutJudge:
     def score(self, cfg: SearchConfig, task_tokens: list[int]) -> float:
         """Mean criterion value of ``task_tokens`` under ``cfg`` (a personalized prompt: every
         user at the default token; none of these users has one of its own)."""
+        return float(self._scorer(cfg).per_example(task_tokens).mean())
+
+    def seen(self, cfg: SearchConfig) -> float:
+        """The Seen manual prompt under ``cfg``'s criterion on the same users: the bar a held-out
+        score is read against (as the search's own ``references`` are on its users)."""
+        from .prompts import manual_prompt
+
+        return float(self._scorer(cfg).per_example_manual(manual_prompt(self.task, "seen").template, self.ds).mean())
+
+    def _scorer(self, cfg: SearchConfig):
         from .search.scoring import Scorer
         from .search.slots import build_slotted
 
@@ -66,20 +76,7 @@ class HoldoutJudge:
             raise ValueError(f"a {cfg.task} search judged on {self.task} users")
         if not self.examples:
             raise ValueError("no held-out validation users to judge on")
-        slotted = build_slotted(self.examples, self.backbone, self.ds, cfg)
-        return float(Scorer(self.backbone, slotted, cfg, self.ds.n_items).per_example(task_tokens).mean())
-
-    def seen(self, cfg: SearchConfig) -> float:
-        """The Seen manual prompt under ``cfg``'s criterion on the same users: the bar a held-out
-        score is read against (as the search's own ``references`` are on its users)."""
-        from .evaluate import manual_inputs
-        from .prompts import manual_prompt
-        from .search.scoring import Scorer
-        from .search.slots import build_slotted
-
-        slotted = build_slotted(self.examples, self.backbone, self.ds, cfg)
-        inputs = manual_inputs(slotted.examples, manual_prompt(self.task, "seen").template, self.backbone, self.ds)
-        return float(Scorer(self.backbone, slotted, cfg, self.ds.n_items).per_example_inputs(inputs).mean())
+        return Scorer(self.backbone, build_slotted(self.examples, self.backbone, self.ds, cfg), cfg, self.ds.n_items)
 
 
 @dataclass

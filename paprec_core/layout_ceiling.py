@@ -99,7 +99,6 @@ class LayoutCeiling:
         return {s: len(e) for s, e in self.examples.items()}
 
     def manual(self, prompt_id: str) -> dict[str, float]:
-        from .evaluate import manual_inputs
         from .search.config import SearchConfig
         from .search.scoring import Scorer
         from .search.slots import build_slotted
@@ -107,9 +106,8 @@ class LayoutCeiling:
         out = {}
         for split, exs in self.examples.items():
             cfg = SearchConfig(**self._paths)
-            slotted = build_slotted(exs, self.backbone, self.ds, cfg)
-            inputs = manual_inputs(slotted.examples, MANUAL_PROMPTS[prompt_id].template, self.backbone, self.ds)
-            out[split] = float(Scorer(self.backbone, slotted, cfg, self.ds.n_items).per_example_inputs(inputs).mean())
+            scorer = Scorer(self.backbone, build_slotted(exs, self.backbone, self.ds, cfg), cfg, self.ds.n_items)
+            out[split] = float(scorer.per_example_manual(MANUAL_PROMPTS[prompt_id].template, self.ds).mean())
         return out
 
     def token_ids(self, words: LayoutWords) -> list[int]:

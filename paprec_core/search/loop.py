@@ -25,7 +25,7 @@ import torch
 from ..backbone import Backbone
 from ..data import P5Dataset, split_examples
 from ..errors import ConfigError
-from ..evaluate import flatten, manual_inputs, max_history
+from ..evaluate import flatten, max_history
 from ..prompts import SEEN, UNSEEN, manual_prompt
 from ..metrics import hit_ranks, mean_metrics, ranking_metrics, text_metrics
 from ..ranking import GREEDY_EXPLANATION, generate_texts, rank_items
@@ -181,8 +181,7 @@ class Search:
         out = {}
         for which, ids in (("Seen", SEEN), ("Unseen", UNSEEN)):
             template = manual_prompt(self.cfg.task, which.lower()).template
-            inputs = manual_inputs(self.val.examples, template, self.backbone, self.ds)
-            out[f"{which} manual ({ids[self.cfg.task]})"] = float(self.scorer.per_example_inputs(inputs).mean())
+            out[f"{which} manual ({ids[self.cfg.task]})"] = float(self.scorer.per_example_manual(template, self.ds).mean())
         return out
 
     def _tokens_text(self, ids) -> list[str]:

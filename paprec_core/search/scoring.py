@@ -59,6 +59,13 @@ class Scorer:
             out[part] = self._score_batch(batch, part)
         return out
 
+    def per_example_manual(self, template: str, ds) -> np.ndarray:
+        """Criterion value of every row under a manual prompt (``template``, e.g. the Seen one):
+        the bar a learned prompt is read against, judged the same way on the same rows."""
+        from ..evaluate import manual_inputs
+
+        return self.per_example_inputs(manual_inputs(self.data.examples, template, self.backbone, ds))
+
     def _score_batch(self, batch, part) -> np.ndarray:
         cfg = self.cfg
         if cfg.criterion == "loss":
