@@ -412,7 +412,7 @@ def _chosen_on(d: StudyData, task: str) -> str:
         return (f"on {held['users']} held-out validation users (validation users none of the competing searches "
                 f"judged on; criterion {', '.join(held.get('criteria', []))}{seen}; in brackets each search's own "
                 "best validation score, which its own search biases upward)")
-    return "on validation (best validation score of each search"
+    return "on validation (the best validation score of each search)"
 
 
 def _layout_choice_lines(d: StudyData, task: str, add) -> None:
@@ -427,9 +427,8 @@ def _layout_choice_lines(d: StudyData, task: str, add) -> None:
             shape = f"{cfg.get('layout')}, l = {cfg.get('trigger_length')}"
             score = _choice_score(d, task, step)
             parts.append(f"**{shape}** {score}" if step == d.main_step(task, which) else f"{shape} {score}")
-        on = _chosen_on(d, task)
-        add(f"- {label} layout chosen {on}{'' if on.endswith(')') else ')'}; the chosen in bold, the first is "
-            "the paper's: " + "; ".join(parts) + ".")
+        add(f"- {label} layout chosen {_chosen_on(d, task)}; the chosen in bold, the first is the paper's: "
+            + "; ".join(parts) + ".")
 
 
 def _restarts_section(d: StudyData, task: str, add) -> None:
@@ -453,8 +452,8 @@ def _restarts_section(d: StudyData, task: str, add) -> None:
     add(f"### Restarts ({task})")
     add("")
     add(f"Every main search again from {len(seeds) - 1} further seed{'s' if len(seeds) > 2 else ''} (the seed draws the random start and the "
-        f"validation users); the best of them all, chosen {_chosen_on(d, task)}"
-        f"{'' if _chosen_on(d, task).endswith(')') else ')'}, is the *best of the restarts* row of the test table "
+        f"validation users); the best of them all, chosen {_chosen_on(d, task)}, is the *best of the restarts* "
+        "row of the test table "
         "(in bold). Not the paper's protocol: the paper's rows are the first seed's.")
     add("")
     add("\n".join(_table(["search", *[f"seed {s}" for s in seeds]],
