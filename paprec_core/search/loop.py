@@ -28,7 +28,7 @@ from ..errors import ConfigError
 from ..evaluate import flatten, max_history
 from ..prompts import SEEN, UNSEEN, manual_prompt
 from ..metrics import hit_ranks, mean_metrics, ranking_metrics, text_metrics
-from ..ranking import GREEDY_EXPLANATION, generate_texts, rank_items
+from ..ranking import generate_texts, rank_items
 from .candidates import allowed_vocabulary, slot_gradients, top_candidates
 from .config import SearchConfig, judged_users
 from .events import Event, Listener
@@ -387,9 +387,8 @@ class Search:
             batch, _, _ = self.val.batch(part, state.task_tokens, table, self.backbone.device)
             exs = [self.val.examples[i] for i in part]
             if self.cfg.task == "explanation":
-                # the text the criterion judged (greedy) unless it judges the test's beams
-                decoding = {"num_beams": 20} if self.cfg.criterion == "full" else GREEDY_EXPLANATION
-                m = text_metrics(generate_texts(self.backbone, batch, **decoding), [ex.target for ex in exs])
+                m = text_metrics(generate_texts(self.backbone, batch, **self.scorer.text_decoding),
+                                 [ex.target for ex in exs])
             else:
                 ranked = rank_items(self.backbone, batch, exs, top_k=10, method=self.cfg.ranking,
                                     num_beams=20, trie=self.scorer.trie)

@@ -26,6 +26,8 @@ class Scorer:
         self.backbone, self.data, self.cfg = backbone, data, cfg
         self.alpha = cfg.alpha_value
         self.top_k, self.beams = (10, 20) if cfg.criterion == "full" else (5, 5)
+        # explanation: the text the criterion judges (the test's beams for the full criterion)
+        self.text_decoding = {"num_beams": self.beams} if cfg.criterion == "full" else GREEDY_EXPLANATION
         self.trie: ItemTrie | None = None
         if cfg.task != "explanation" and not (backbone.tokenizer.entity_tokens and cfg.ranking == "fast"):
             self.trie = item_trie(backbone, n_items)
@@ -71,8 +73,7 @@ class Scorer:
         if cfg.criterion == "loss":
             return -self.backbone.example_losses(batch).float().cpu().numpy()
         if cfg.task == "explanation":
-            hyps = (generate_texts(self.backbone, batch, num_beams=self.beams) if cfg.criterion == "full"
-                    else generate_texts(self.backbone, batch, **GREEDY_EXPLANATION))
+            hyps = generate_texts(self.backbone, batch, **self.text_decoding)
             refs = [self.data.examples[i].target for i in part]
             return bleu4(hyps, refs) + self.alpha * rouge(hyps, refs)["ROUGE-L"]
         ranked = rank_items(self.backbone, batch, [self.data.examples[i] for i in part], top_k=self.top_k,
