@@ -3,6 +3,7 @@ with Ctrl-C stopping at the next batch and a progress printer per search."""
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import signal
 import sys
@@ -22,7 +23,7 @@ def cmd_study(args) -> None:
         data=args.data, backbone=args.backbone, out=args.out, store=args.store, preset=args.preset,
         tasks=args.tasks, ablations=args.ablations, ablation_task=args.ablation_task, repetitions=args.repetitions,
         budget_rounds=args.budget_rounds, criterion=args.criterion, trigger_length=args.trigger_length,
-        candidates=args.candidates, warmup_rounds=args.warmup_rounds,
+        candidates=args.candidates, warmup_rounds=args.warmup_rounds, val_users=args.val_users,
         lengths=args.lengths, criteria=args.criteria, layouts=args.layouts, user_positions=args.user_positions,
         test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed,
         choose_layout=args.choose_layout, restarts=args.restarts, holdout_users=args.holdout_users)
@@ -66,6 +67,18 @@ def cmd_study(args) -> None:
           f"report: {study.out / 'README.md'}")
 
 
+def _val_users(text: str) -> int | str:
+    if text == "all":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'all', got {text!r}")
+    return n
+
+
 def register(sub) -> None:
     s = sub.add_parser("study", help="run the paper's study (searches, tests, ablations) and write a report; "
                                      "resumable: run the same command again to continue")
@@ -90,6 +103,8 @@ def register(sub) -> None:
     s.add_argument("--warmup-rounds", dest="warmup_rounds", type=int, default=0,
                    help="every search judges its first N rounds by the loss, then by the criterion (default 0, "
                         "the paper's rule; the search's --warmup-rounds)")
+    s.add_argument("--val-users", dest="val_users", type=_val_users, metavar="N|all",
+                   help="validation users every search judges on (default: the preset's; 'all', as the paper)")
     s.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="Fig. 3 grid")
     s.add_argument("--criteria", nargs="+", default=list(DEFAULT_CRITERIA), choices=list(CRITERIA),
                    help="Fig. 4 grid")

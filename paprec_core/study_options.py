@@ -43,6 +43,9 @@ class StudyOptions:
     trigger_length: int = 5                # l of the main searches
     candidates: int = 5                    # k of every search (candidates per position a round)
     warmup_rounds: int = 0                 # every search's rounds judged by the loss first (0: the paper's rule)
+    # validation users every search judges on: a number, "all" (the paper and its public code), or
+    # None for the preset's (real: 1,000, where a few percent hit rate leaves some 30 hits a candidate)
+    val_users: int | str | None = None
     lengths: list[int] = field(default_factory=lambda: list(DEFAULT_LENGTHS))
     criteria: list[str] = field(default_factory=lambda: list(DEFAULT_CRITERIA))
     layouts: list[str] = field(default_factory=lambda: ["prefix", "prefix+suffix", "suffix"])
@@ -80,6 +83,9 @@ class StudyOptions:
             v = getattr(self, name)
             if not isinstance(v, int) or v < 1:
                 raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")
+        if self.val_users is not None and self.val_users != "all" and (
+                not isinstance(self.val_users, int) or isinstance(self.val_users, bool) or self.val_users < 1):
+            raise ConfigError("val_users", f"must be a whole number >= 1 or 'all', got {self.val_users!r}")
         for name in ("budget_rounds", "test_users"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
@@ -121,6 +127,8 @@ class StudyOptions:
             argv += ["--candidates", str(self.candidates)]
         if self.warmup_rounds != d.warmup_rounds:
             argv += ["--warmup-rounds", str(self.warmup_rounds)]
+        if self.val_users is not None:
+            argv += ["--val-users", str(self.val_users)]
         if self.test_users is not None:
             argv += ["--test-users", str(self.test_users)]
         if self.ranking != d.ranking:

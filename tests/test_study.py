@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 
 import pytest
@@ -135,6 +136,26 @@ def test_the_studys_k_reaches_every_search_and_its_command():
     assert "--warmup-rounds" in warm.command()
     with pytest.raises(ConfigError, match="candidates"):
         StudyOptions(data="d", backbone="b", candidates=0).validate()
+
+
+def test_the_studys_validation_users_override_the_presets_and_reach_its_command():
+    def judged(**kw):
+        opts = StudyOptions(data="d", backbone="b", tasks=["sequential"], preset="real", **kw).validate()
+        return {s.config["val_users"] for s in build_plan(opts)[0] if s.kind == "search"}, opts.command()
+
+    assert judged() == ({1000}, judged()[1]) and "--val-users" not in judged()[1]
+    n, argv = judged(val_users=8000)
+    assert n == {8000} and argv[argv.index("--val-users") + 1] == "8000"
+    n, argv = judged(val_users="all")
+    assert n == {None} and argv[argv.index("--val-users") + 1] == "all"
+    for bad in (0, "most", True):
+        with pytest.raises(ConfigError, match="val_users"):
+            StudyOptions(data="d", backbone="b", val_users=bad).validate()
+    from paprec_core.cli_study import _val_users
+
+    assert _val_users("all") == "all" and _val_users("8000") == 8000
+    with pytest.raises(argparse.ArgumentTypeError, match="'all'"):
+        _val_users("0")
 
 
 def test_plan_with_a_layout_choice_searches_every_shape_once():
