@@ -18,7 +18,7 @@ from pathlib import Path
 from .cli_common import add_executor_args, add_trust_pickle, print_table
 from .errors import ConfigError, PapRecError
 from .search.events import seen_reference
-from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig
+from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig, round_budget
 
 _ALL = object()  # "--train-examples all": explicitly no limit (overrides a preset)
 
@@ -272,11 +272,7 @@ class Printer:
 
     def __init__(self, cfg: SearchConfig):
         self.cfg = cfg
-        per_epoch = cfg.trigger_length * (2 if cfg.personalized else 1)
-        total = cfg.max_epochs * per_epoch
-        if cfg.max_rounds is not None:
-            total = min(total, cfg.max_rounds)
-        self.total = total
+        self.total = round_budget(cfg.to_dict())
         self.bar = None
 
     def _bar(self, initial: int = 0):

@@ -43,6 +43,7 @@ from collections.abc import Callable
 
 from .errors import ConfigError
 from .runner import error_message, execute_run
+from .search.config import round_budget
 from .search.events import Event, Listener
 from .store import EventWriter, RunStore, owner_tag
 
@@ -59,13 +60,9 @@ ALL_USERS = 10**6   # val_users None (every validation user): ranked as the larg
 
 def expected_cost(config: dict) -> float:
     """A run's cost, good enough to order a batch by (not a time): task, validation users,
-    candidates, and its most rounds (a personalized run has a user round for every task round,
-    and max_rounds counts both)."""
-    rounds = config.get("max_epochs", 50) * config.get("trigger_length", 5) * (2 if config.get("personalized") else 1)
-    if config.get("max_rounds"):
-        rounds = min(rounds, config["max_rounds"])
+    candidates, and its most rounds (a personalized run's user rounds included)."""
     return (TASK_COST.get(config.get("task"), 1.0) * (config.get("val_users") or ALL_USERS)
-            * config.get("candidates", 5) * rounds)
+            * config.get("candidates", 5) * round_budget(config))
 
 
 def longest_first(store: RunStore, run_ids: list[int]) -> list[int]:

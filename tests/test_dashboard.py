@@ -174,7 +174,7 @@ def test_launch_page_shows_a_finished_run(store_env):
     assert any('class="pp-prompt"' in m.value and "pp-hot" in m.value for m in at.markdown)
     log = at.dataframe[0].value
     assert list(log.columns) == ["round", "position", "change", "score", "kept"]
-    assert len(log) == 4 and "[T_u]" in set(log["position"])
+    assert len(log) == 8 and "[T_u]" in set(log["position"])  # 4 task rounds, each with its user round
     assert not at.error
 
 

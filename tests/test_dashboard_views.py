@@ -71,7 +71,9 @@ def test_score_curve_swap_log_and_last_decision():
 def test_progress_estimate_and_text():
     cfg = SearchConfig(trigger_length=5, personalized=True, max_epochs=6).to_dict()
     assert views.round_budget(cfg) == 60
-    assert views.round_budget({**cfg, "max_rounds": 7}) == 7
+    # max_rounds counts task rounds: a personalized run's user rounds come on top
+    assert views.round_budget({**cfg, "max_rounds": 7}) == 14
+    assert views.round_budget({**cfg, "max_rounds": 7, "personalized": False}) == 7
     p = views.progress({"status": "running"}, cfg, rounds=15, elapsed=30.0)
     assert p["fraction"] == 0.25 and p["epoch"] == 1 and p["left"] == pytest.approx(90.0)
     p = views.progress({"status": "running"}, {**cfg, "time_budget_s": 40.0}, rounds=15, elapsed=30.0)

@@ -69,7 +69,7 @@ def test_a_killed_worker_is_retried_and_resumes_to_the_uninterrupted_result(loca
     assert result == {rid: "finished"}
     assert store.get_run(rid)["owner"] != owner  # another worker finished it
     got, want = consistent(store, rid), ref.last_state(ref_id)
-    assert got["round"] == want["round"] == 14
+    assert got["round"] == want["round"] > 3 and got["task_rounds"] == want["task_rounds"]
     assert got["task_tokens"] == want["task_tokens"] and got["user_tokens"] == want["user_tokens"]
     assert comparable(store.events(rid)) == comparable(ref.events(ref_id))  # no round lost or doubled
 

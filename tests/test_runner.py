@@ -87,7 +87,7 @@ def test_events_are_readable_while_a_run_goes(store, config):
     assert runner.wait(rid, timeout=60) == "finished"
     assert not runner.is_active(rid)
     state = consistent(reader, rid)
-    assert state["round"] == 6
+    assert state["task_rounds"] == 6  # max_rounds counts task rounds
     run = reader.get_run(rid)
     assert run["name"] == "live" and run["finished_at"] >= run["started_at"] and run["best_score"] is not None
     assert reader.events(rid)[-1]["kind"] == "run_end"
@@ -138,7 +138,7 @@ def test_crash_fails_only_that_run(store, config, monkeypatch):
     assert runner.wait(good, timeout=60) == "finished"
     b, g = store.get_run(bad), store.get_run(good)
     assert b["error"] == "RuntimeError: scorer exploded with a second line"
-    assert g["error"] is None and consistent(store, good)["round"] == 6
+    assert g["error"] is None and consistent(store, good)["task_rounds"] == 6
     assert max(b["started_at"], g["started_at"]) < min(b["finished_at"], g["finished_at"])  # at the same time
     # the failed run is resumable from its last completed round
     monkeypatch.setattr(Scorer, "per_example", real)
@@ -146,7 +146,7 @@ def test_crash_fails_only_that_run(store, config, monkeypatch):
     assert before == 2
     assert resume_run(store, bad) == "finished"
     after = consistent(store, bad)
-    assert before < after["round"] <= 10 and store.get_run(bad)["error"] is None
+    assert before < after["round"] and after["task_rounds"] <= 10 and store.get_run(bad)["error"] is None
     assert store.events(bad, kinds=["run_end"])[0]["round"] == after["round"]
 
 
@@ -266,7 +266,7 @@ def test_a_killed_cli_run_reads_alike_everywhere_and_resumes_to_the_uninterrupte
     assert "resuming run 1" in capsys.readouterr().out
 
     got, want = store.last_state(rid), ref.last_state(ref_id)
-    assert got["round"] == want["round"] == cfg.max_rounds
+    assert got["round"] == want["round"] and got["task_rounds"] == want["task_rounds"] == cfg.max_rounds
     assert got["task_tokens"] == want["task_tokens"]
     assert got["user_tokens"] == want["user_tokens"] and len(got["user_tokens"]) > 0
     assert store.user_tokens(rid) == ref.user_tokens(ref_id)
@@ -333,8 +333,8 @@ def test_cli_search_runs_show(tmp_path, capsys, config):
     RunStore(db).save_results(1, {"auto": {"HR@5": 0.25}})
     assert main(["show", "1", "--store", str(db)]) == 0
     out = capsys.readouterr().out
-    assert "status: finished, 4 rounds" in out and "prompt: {task arg} [" in out and "[T_u]" in out
-    assert "task rounds: 2" in out and "user rounds: 2" in out and '"HR@5": 0.25' in out
+    assert "status: finished, 8 rounds" in out and "prompt: {task arg} [" in out and "[T_u]" in out
+    assert "task rounds: 4" in out and "user rounds: 4" in out and '"HR@5": 0.25' in out
     assert main(["show", "7", "--store", str(db)]) == 2
     assert "run 7 not found" in capsys.readouterr().err
     assert main(["resume", "1", "--store", str(db)]) == 2
@@ -381,7 +381,7 @@ def test_cli_ctrl_c_stops_resumably(tmp_path, capsys, config, monkeypatch):
     assert consistent(store, 1)["round"] == 2
     monkeypatch.setattr(cli_runs.Printer, "__call__", printer)
     assert main(["resume", "1", "--store", str(db)]) == 0
-    assert store.get_run(1)["status"] == "finished" and consistent(store, 1)["round"] == 6
+    assert store.get_run(1)["status"] == "finished" and consistent(store, 1)["task_rounds"] == 6
     assert [e["kind"] for e in store.events(1)].count("run_start") == 1
     assert [e["kind"] for e in store.events(1)].count("run_end") == 1
 

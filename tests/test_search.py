@@ -130,7 +130,8 @@ def _subset(slotted, users):
 def test_personalized_run_gives_users_tokens(demo_entity_backbone, demo_dataset):
     s = _search(demo_entity_backbone, demo_dataset, personalized=True, max_rounds=2)
     state = s.run()
-    assert state.round == 2
+    # max_rounds counts task rounds, as a non-personalized run's: each with its user round
+    assert state.task_rounds == 2 and state.round == 4
     assert all(isinstance(t, int) for t in state.user_tokens.values())
     assert "[T_u]" in prompt_text(s.cfg, s.tok, state.task_tokens)
 

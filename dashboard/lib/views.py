@@ -17,6 +17,8 @@ from datetime import datetime
 
 import pandas as pd
 
+from paprec_core.search.config import round_budget, rounds_per_epoch
+
 ACTIVE = ("queued", "running")
 DEFAULT_USER_PIECE = "?"
 TASK_ARG_TEXT = {
@@ -221,18 +223,6 @@ PROMPT_CSS = """
 
 
 # --------------------------------------------------------------------------- progress and curves
-
-
-def rounds_per_epoch(cfg: dict) -> int:
-    return int(cfg.get("trigger_length", 5)) * (2 if cfg.get("personalized") else 1)
-
-
-def round_budget(cfg: dict) -> int:
-    """The most rounds the run may take (max epochs, and max rounds when set)."""
-    n = int(cfg.get("max_epochs", 50)) * rounds_per_epoch(cfg)
-    if cfg.get("max_rounds"):
-        n = min(n, int(cfg["max_rounds"]))
-    return max(n, 1)
 
 
 def progress(run: dict, cfg: dict, rounds: int, elapsed: float | None, per_round: float | None = None,

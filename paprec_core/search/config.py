@@ -38,7 +38,9 @@ class SearchConfig:
     alpha: float | None = None       # None: 1.0 for ranking tasks, 0.1 for explanation
     max_epochs: int = 50
     patience: int = 1                # passes over all positions without a gain before converging
-    max_rounds: int | None = None    # extra budget in rounds (None: no limit)
+    # a budget in task-token rounds (None: no limit); a personalized run's user rounds come on top,
+    # one after each task round, as in its epochs: capping all rounds gave it half the task rounds
+    max_rounds: int | None = None
     time_budget_s: float | None = None
     train_examples: int | None = None  # training examples per gradient step (None: all)
     val_users: int | None = None       # validation users the search judges on (None: all)
@@ -52,9 +54,10 @@ class SearchConfig:
     # Training rows the gradient is taken over: "all" (every prefix of every history, the paper) or
     # "latest" (each user's longest training prefix, shaped like the validation rows).
     gradient_rows: str = "all"
-    # Rounds judged by the loss before the criterion takes over (0: none, the paper's rule). From
-    # a random start most prompts score 0 on a from-scratch backbone's hit rates, so the surrogate
-    # gives a search nothing to climb; the loss does (not the paper's protocol: its own row).
+    # Task rounds (with their user rounds) judged by the loss before the criterion takes over (0:
+    # none, the paper's rule). From a random start most prompts score 0 on a from-scratch backbone's
+    # hit rates, so the surrogate gives a search nothing to climb; the loss does (not the paper's
+    # protocol: its own row).
     warmup_rounds: int = 0
     batch_size: int = 128
     seed: int = 0
@@ -149,6 +152,20 @@ class SearchConfig:
         if not isinstance(self.device, str) or not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", self.device):
             raise ConfigError("device", f"{self.device!r} is not one of auto, cpu, cuda, cuda:N, mps")
         return self
+
+
+def rounds_per_epoch(config: dict) -> int:
+    """Rounds of one epoch: one per task position, and a user round after each when personalized."""
+    return int(config.get("trigger_length", 5)) * (2 if config.get("personalized") else 1)
+
+
+def round_budget(config: dict) -> int:
+    """The most rounds a run with this config (a saved config dict) may take: ``max_epochs``
+    epochs, and ``max_rounds`` task rounds when set (with their user rounds when personalized)."""
+    n = int(config.get("max_epochs", 50)) * rounds_per_epoch(config)
+    if config.get("max_rounds"):
+        n = min(n, int(config["max_rounds"]) * (2 if config.get("personalized") else 1))
+    return max(n, 1)
 
 
 def judged_users(cfg: SearchConfig, users) -> list[int]:

@@ -30,7 +30,7 @@ from ..prompts import SEEN, UNSEEN, manual_prompt
 from ..metrics import hit_ranks, mean_metrics, ranking_metrics, text_metrics
 from ..ranking import generate_texts, rank_items
 from .candidates import allowed_vocabulary, slot_gradients, top_candidates
-from .config import SearchConfig, judged_users
+from .config import SearchConfig, judged_users, rounds_per_epoch
 from .events import Event, Listener
 from .racing import race, subset_rows
 from .scoring import Scorer
@@ -145,7 +145,8 @@ class Search:
 
     def _warmup_over(self, state: SearchState) -> bool:
         """Warming up, with its rounds spent or nothing left to gain by the loss."""
-        return state.warming_up and (state.round >= self.cfg.warmup_rounds or state.task_converged)
+        # task rounds, as max_rounds counts them: a personalized run warms up as long as the other
+        return state.warming_up and (state.task_rounds >= self.cfg.warmup_rounds or state.task_converged)
 
     def _end_warmup(self, state: SearchState) -> None:
         """From the loss to the criterion: the current prompt is scored again and becomes the bar
@@ -243,7 +244,7 @@ class Search:
 
     @property
     def rounds_per_epoch(self) -> int:
-        return self.cfg.trigger_length * (2 if self.cfg.personalized else 1)
+        return rounds_per_epoch(self.cfg.to_dict())
 
     def _budget_left(self, state: SearchState) -> str | None:
         cfg = self.cfg
@@ -251,7 +252,10 @@ class Search:
             return "converged"
         if state.round >= cfg.max_epochs * self.rounds_per_epoch:
             return "budget"
-        if cfg.max_rounds is not None and state.round >= cfg.max_rounds:
+        # max_rounds task rounds; a personalized run still takes the user round after its last one
+        if cfg.max_rounds is not None and (
+                state.round >= cfg.max_rounds * (2 if cfg.personalized else 1)
+                or (state.task_rounds >= cfg.max_rounds and state.next_kind == "task")):
             return "budget"
         if cfg.time_budget_s is not None and state.elapsed_s >= cfg.time_budget_s:
             return "budget"
