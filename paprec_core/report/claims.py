@@ -99,7 +99,7 @@ def _differences(d: StudyData, tasks: list[str], ab_task: str | None, add, summa
     if cfg0:
         if cfg0.get("max_epochs", 50) < 50 or cfg0.get("max_rounds"):
             add(f"- Search budget: at most {cfg0.get('max_epochs')} epochs"
-                + (f" / {cfg0['max_rounds']} rounds" if cfg0.get("max_rounds") else "")
+                + (f" / {cfg0['max_rounds']} task rounds" if cfg0.get("max_rounds") else "")
                 + " per search (paper: up to 50 epochs).")
         if cfg0.get("train_examples") or cfg0.get("val_users"):
             add(f"- The search computes gradients on {cfg0.get('train_examples') or 'all'} training examples per "

@@ -123,7 +123,7 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
     cfg0 = _first_config(d)
     if cfg0:
         rows.append(["search budget", f"preset `{opts.get('preset')}`: max_epochs {cfg0.get('max_epochs')}, "
-                                      f"max_rounds {cfg0.get('max_rounds') or 'no limit'}, "
+                                      f"max_rounds {cfg0.get('max_rounds') or 'no limit'} (task rounds), "
                                       f"train_examples {cfg0.get('train_examples') or 'all'}, "
                                       f"val_users {cfg0.get('val_users') or 'all'}, "
                                       f"batch {cfg0.get('batch_size')}"])
