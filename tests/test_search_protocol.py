@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
+import torch
 
 from paprec_core.errors import ConfigError
 from paprec_core.search import Search, SearchConfig
-from paprec_core.search.loop import clear_gain
+from paprec_core.search.loop import SearchState, clear_gain
 
 
 def _cfg(**kw):
@@ -169,3 +172,22 @@ def test_the_verdict_against_seen(learned, p, verdict):
     line = verdict_line(v)
     assert line.startswith(f"PAP-REC: {'level with' if verdict == 'level' else verdict + ' than'} Seen manual")
     assert "HR@5 +5.3% (p = 0.01)" in line or verdict == "level"
+
+
+def test_a_shared_task_judge_scores_task_swaps_with_every_user_at_the_default_token(make_config, demo_entity_backbone,
+                                                                                  demo_dataset):
+    cfg = make_config(shared_task_judge=True, max_rounds=4)
+    search = Search(cfg, demo_entity_backbone, demo_dataset)
+    state = search.run()
+    assert state.user_tokens and state.task_rounds == 4
+    table = search.user_table(state)
+    shared = torch.full_like(table, search.default_user)
+    np.testing.assert_allclose(search._task_scores, search.scorer.per_example(state.task_tokens, shared), rtol=1e-5)
+    # the run's own score stays the prompt's, each user's token included
+    assert state.score == pytest.approx(float(search.scorer.per_example(state.task_tokens, table).mean()), rel=1e-5)
+    # resumed halfway, it ends as the whole run does
+    part = Search(replace(cfg, max_rounds=2), demo_entity_backbone, demo_dataset).run()
+    resumed = Search(cfg, demo_entity_backbone, demo_dataset).run(SearchState.from_dict(part.to_dict()))
+    assert resumed.task_tokens == state.task_tokens and resumed.user_tokens == state.user_tokens
+    with pytest.raises(ConfigError, match="shared_task_judge"):
+        make_config(personalized=False, shared_task_judge=True).validate()

@@ -59,6 +59,12 @@ class SearchConfig:
     # hit rates, so the surrogate gives a search nothing to climb; the loss does (not the paper's
     # protocol: its own row).
     warmup_rounds: int = 0
+    # Personalized: judge a task swap on the task tokens alone, every user at the default token
+    # (False: with each user's own token, the paper's loop). Measured on Sports: a user token is
+    # kept when it turns that user's one validation example into a hit, so it fits the task
+    # tokens of its round; a later task swap loses those hits and is rejected, and the task
+    # tokens freeze (3 task swaps kept in 25 rounds, against 7 of 16 without user tokens).
+    shared_task_judge: bool = False
     batch_size: int = 128
     seed: int = 0
     device: str = "auto"
@@ -121,6 +127,11 @@ class SearchConfig:
                                                "set personalized or leave user_position at 'end'")
         if not isinstance(self.warmup_rounds, int) or isinstance(self.warmup_rounds, bool) or self.warmup_rounds < 0:
             raise ConfigError("warmup_rounds", f"must be a whole number >= 0, got {self.warmup_rounds!r}")
+        if not isinstance(self.shared_task_judge, bool):
+            raise ConfigError("shared_task_judge", f"must be true or false, got {self.shared_task_judge!r}")
+        if self.shared_task_judge and not self.personalized:
+            raise ConfigError("shared_task_judge", "only a personalized search has user tokens to leave out; "
+                                                   "add personalized, or drop shared_task_judge")
         if self.warmup_rounds and self.criterion == "loss":
             raise ConfigError("warmup_rounds", "a warm-up judges by the loss before the criterion: with criterion "
                                                "'loss' there is nothing to warm up; set one of them")

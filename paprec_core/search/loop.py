@@ -129,6 +129,7 @@ class Search:
         self.default_user = default_user_token(self.tok)
         self.n_user_rows = max(ds.sequences) + 1
         self._val_scores: np.ndarray | None = None
+        self._task_scores: np.ndarray | None = None  # shared_task_judge: the current task tokens alone
         self._race_split = subset_rows(len(self.val), cfg.racing, cfg.seed)
 
     # ------------------------------------------------------------------ state helpers
@@ -152,6 +153,7 @@ class Search:
         """From the loss to the criterion: the current prompt is scored again and becomes the bar
         (scores of the two phases are on different scales, so the best so far starts over)."""
         state.warming_up = False
+        self._task_scores = None  # judged by the loss until now
         state.rejected, state.failed_passes, state.task_converged, state.users_converged = [], 0, False, False
         state.untried = list(range(self.cfg.trigger_length))
         self._val_scores = self.scorer.per_example(state.task_tokens, self.user_table(state),
@@ -281,6 +283,13 @@ class Search:
         pos = int(rng.choice(state.untried))
         rows = self._train_rows(rng)
         table = self.user_table(state)  # unchanged during a task round: build it once
+        judge_table, bar = table, self._val_scores
+        if cfg.shared_task_judge and table is not None:
+            judge_table = torch.full_like(table, self.default_user)
+            if self._task_scores is None:
+                self._task_scores = self.judge(state).per_example(state.task_tokens, judge_table,
+                                                                  should_stop=self.should_stop)
+            bar = self._task_scores
         grad, _, _ = slot_gradients(self.backbone, self.train, rows, state.task_tokens, table,
                                     cfg.batch_size, should_stop=self.should_stop)
         current = torch.tensor([state.task_tokens[pos]])
@@ -294,7 +303,8 @@ class Search:
             trial[pos] = token
             trials.append(trial)
         judge = self.judge(state)
-        result = race(lambda i, rows: judge.per_example(trials[i], table, rows=rows, should_stop=self.should_stop),
+        result = race(lambda i, rows: judge.per_example(trials[i], judge_table, rows=rows,
+                                                       should_stop=self.should_stop),
                       len(trials), len(self.val), self._race_split)
         best_token, best_scores = None, None
         for token, scores, mean, n_rows in zip(cands, result.full, result.means, result.rows_scored):
@@ -303,7 +313,7 @@ class Search:
             if scores is not None and (best_scores is None or scores.mean() > best_scores.mean()):
                 best_token, best_scores = token, scores
         old = state.task_tokens[pos]
-        accepted = best_scores is not None and clear_gain(best_scores, self._val_scores, cfg.accept_z)
+        accepted = best_scores is not None and clear_gain(best_scores, bar, cfg.accept_z)
         self.emit(Event("swap", r, {
             "position": pos, "old": self.tok.piece(old), "new": self.tok.piece(best_token),
             "old_id": old, "new_id": best_token, "old_score": state.score,
@@ -311,6 +321,9 @@ class Search:
         state.task_rounds += 1
         if accepted:
             state.task_tokens[pos] = best_token
+            if judge_table is not table:  # the run's score is the prompt's, user tokens included
+                self._task_scores = best_scores
+                best_scores = judge.per_example(state.task_tokens, table, should_stop=self.should_stop)
             self._accept(state, best_scores, r)
             state.untried = [p for p in range(cfg.trigger_length) if p != pos] or [pos]
             state.failed_passes = 0
