@@ -316,7 +316,8 @@ class Search:
         accepted = best_scores is not None and clear_gain(best_scores, bar, cfg.accept_z)
         self.emit(Event("swap", r, {
             "position": pos, "old": self.tok.piece(old), "new": self.tok.piece(best_token),
-            "old_id": old, "new_id": best_token, "old_score": state.score,
+            # the two scores of one scale: with shared_task_judge both are the task tokens alone
+            "old_id": old, "new_id": best_token, "old_score": float(bar.mean()),
             "new_score": float(best_scores.mean()), "accepted": accepted}))
         state.task_rounds += 1
         if accepted:
