@@ -436,7 +436,8 @@ def register(sub) -> None:
     s.add_argument("--max-epochs", dest="max_epochs", type=int)
     s.add_argument("--patience", type=int, help="passes over all positions without a gain before the task "
                                                 "tokens count as converged (default 1, the paper's rule)")
-    s.add_argument("--max-rounds", dest="max_rounds", type=_int_or_all, help="budget in task rounds (a personalized run's user rounds come on top), or 'all'")
+    s.add_argument("--max-rounds", dest="max_rounds", type=_int_or_all,
+                   help="budget in task rounds (a personalized run's user rounds come on top), or 'all'")
     s.add_argument("--time-budget", dest="time_budget_s", type=_float_or_none, help="seconds, or 'none'")
     s.add_argument("--train-examples", dest="train_examples", type=_int_or_all,
                    help="training examples per gradient step, or 'all'")

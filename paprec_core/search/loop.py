@@ -30,7 +30,7 @@ from ..prompts import SEEN, UNSEEN, manual_prompt
 from ..metrics import hit_ranks, mean_metrics, ranking_metrics, text_metrics
 from ..ranking import generate_texts, rank_items
 from .candidates import allowed_vocabulary, slot_gradients, top_candidates
-from .config import SearchConfig, judged_users, rounds_per_epoch
+from .config import SearchConfig, judged_users, round_budget, rounds_per_epoch
 from .events import Event, Listener
 from .racing import race, subset_rows
 from .scoring import Scorer
@@ -131,6 +131,7 @@ class Search:
         self._val_scores: np.ndarray | None = None
         self._task_scores: np.ndarray | None = None  # shared_task_judge: the current task tokens alone
         self._race_split = subset_rows(len(self.val), cfg.racing, cfg.seed)
+        self._rounds_per_epoch, self._round_budget = rounds_per_epoch(cfg.to_dict()), round_budget(cfg.to_dict())
 
     # ------------------------------------------------------------------ state helpers
     def initial_state(self) -> SearchState:
@@ -246,18 +247,16 @@ class Search:
 
     @property
     def rounds_per_epoch(self) -> int:
-        return rounds_per_epoch(self.cfg.to_dict())
+        return self._rounds_per_epoch
 
     def _budget_left(self, state: SearchState) -> str | None:
         cfg = self.cfg
         if state.task_converged and (not cfg.personalized or state.users_converged):
             return "converged"
-        if state.round >= cfg.max_epochs * self.rounds_per_epoch:
+        if state.round >= self._round_budget:
             return "budget"
         # max_rounds task rounds; a personalized run still takes the user round after its last one
-        if cfg.max_rounds is not None and (
-                state.round >= cfg.max_rounds * (2 if cfg.personalized else 1)
-                or (state.task_rounds >= cfg.max_rounds and state.next_kind == "task")):
+        if cfg.max_rounds is not None and state.task_rounds >= cfg.max_rounds and state.next_kind == "task":
             return "budget"
         if cfg.time_budget_s is not None and state.elapsed_s >= cfg.time_budget_s:
             return "budget"
