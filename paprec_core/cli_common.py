@@ -13,6 +13,24 @@ DEMO_DATA = REPO / "assets" / "demo"
 DEMO_BACKBONE = REPO / "assets" / "backbone"
 
 
+def int_or_all(all_value, minimum: int | None = None):
+    """An argparse type: a whole number (at least ``minimum``), or 'all' (also 'none'), read as ``all_value``."""
+    import argparse
+
+    def parse(text: str):
+        if text.strip().lower() in ("all", "none"):
+            return all_value
+        try:
+            n = int(text)
+        except ValueError:
+            n = None
+        if n is None or (minimum is not None and n < minimum):
+            at_least = f" >= {minimum}" if minimum is not None else ""
+            raise argparse.ArgumentTypeError(f"expected a whole number{at_least} or 'all', got {text!r}")
+        return n
+    return parse
+
+
 def print_table(rows: list[dict], columns: list[str]) -> None:
     widths = {c: max(len(c), *(len(fmt(r.get(c))) for r in rows)) for c in columns}
     print("  ".join(c.ljust(widths[c]) for c in columns))

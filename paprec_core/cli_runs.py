@@ -15,7 +15,7 @@ import time
 from dataclasses import fields
 from pathlib import Path
 
-from .cli_common import add_executor_args, add_trust_pickle, print_table
+from .cli_common import add_executor_args, add_trust_pickle, int_or_all, print_table
 from .errors import ConfigError, PapRecError
 from .search.events import seen_reference
 from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig, round_budget
@@ -23,13 +23,7 @@ from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POS
 _ALL = object()  # "--train-examples all": explicitly no limit (overrides a preset)
 
 
-def _int_or_all(text: str):
-    if text.strip().lower() in ("all", "none"):
-        return _ALL
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number or 'all', got {text!r}") from None
+_int_or_all = int_or_all(_ALL)
 
 
 def _float_or_none(text: str):

@@ -3,12 +3,11 @@ with Ctrl-C stopping at the next batch and a progress printer per search."""
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import signal
 import sys
 
-from .cli_common import add_executor_args, add_trust_pickle
+from .cli_common import add_executor_args, add_trust_pickle, int_or_all
 from .errors import PapRecError
 from .holdout import DEFAULT_HOLDOUT_USERS
 from .search.config import CRITERIA, LAYOUTS, RANKINGS, TASKS, USER_POSITIONS
@@ -67,16 +66,7 @@ def cmd_study(args) -> None:
           f"report: {study.out / 'README.md'}")
 
 
-def _val_users(text: str) -> int | str:
-    if text == "all":
-        return text
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1 or 'all', got {text!r}")
-    return n
+_val_users = int_or_all("all", minimum=1)
 
 
 def register(sub) -> None:

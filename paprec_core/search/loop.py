@@ -147,7 +147,7 @@ class Search:
 
     def _warmup_over(self, state: SearchState) -> bool:
         """Warming up, with its rounds spent or nothing left to gain by the loss."""
-        # task rounds, as max_rounds counts them: a personalized run warms up as long as the other
+        # task rounds, as max_rounds counts them: a personalized run warms up as long as a plain one
         return state.warming_up and (state.task_rounds >= self.cfg.warmup_rounds or state.task_converged)
 
     def _end_warmup(self, state: SearchState) -> None:
