@@ -191,3 +191,17 @@ def test_a_shared_task_judge_scores_task_swaps_with_every_user_at_the_default_to
     assert resumed.task_tokens == state.task_tokens and resumed.user_tokens == state.user_tokens
     with pytest.raises(ConfigError, match="shared_task_judge"):
         make_config(personalized=False, shared_task_judge=True).validate()
+
+
+def test_a_shared_task_judge_keeps_its_rejections_across_user_rounds(make_config, demo_entity_backbone, demo_dataset,
+                                                                     monkeypatch):
+    """Its task swaps are judged with every user at `?`, a bar no user round moves: a user round
+    that changes tokens leaves the rejected swaps rejected, so none is judged twice."""
+    events = []
+    cfg = make_config(shared_task_judge=True, trigger_length=2, candidates=3, max_rounds=6, patience=4)
+    monkeypatch.setattr("paprec_core.search.loop.clear_gain", lambda *a: False)  # every task swap fails
+    Search(cfg, demo_entity_backbone, demo_dataset, listener=events.append).run()
+    assert any(e.kind == "user_update" and e.data["changed"] for e in events[:-1])
+    pairs = [(e.data["slot"], e.data["token_id"]) for e in events
+             if e.kind == "candidate" and e.data["slot"] != "user"]
+    assert len(pairs) == 6 * 3 and len(set(pairs)) == len(pairs)

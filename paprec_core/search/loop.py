@@ -372,7 +372,9 @@ class Search:
             "new_score": float(best_rows.mean()),
             "tokens": {str(u): self.tok.piece(t) for u, t in changed.items()}}))
         if changed:
-            self._accept(state, best_rows, r)
+            # A task swap judged with every user at `?` (shared_task_judge) was judged against the
+            # task tokens alone, which a user round leaves as they are: its rejections still hold.
+            self._accept(state, best_rows, r, keep_rejected=cfg.shared_task_judge)
             state.task_converged = False
             state.failed_passes = 0
             state.untried = list(range(cfg.trigger_length))
@@ -385,9 +387,10 @@ class Search:
         counts = np.bincount(inv)
         return dict(zip(uniq.tolist(), (sums / counts).tolist()))
 
-    def _accept(self, state: SearchState, scores: np.ndarray, r: int) -> None:
+    def _accept(self, state: SearchState, scores: np.ndarray, r: int, keep_rejected: bool = False) -> None:
         self._val_scores = scores
-        state.rejected = []  # judged against a prompt that is gone
+        if not keep_rejected:
+            state.rejected = []  # judged against a prompt that is gone
         state.score = float(scores.mean())
         if state.score > state.best_score:
             state.best_score, state.best_round = state.score, r
