@@ -25,7 +25,8 @@ def cmd_study(args) -> None:
         candidates=args.candidates, warmup_rounds=args.warmup_rounds, val_users=args.val_users,
         lengths=args.lengths, criteria=args.criteria, layouts=args.layouts, user_positions=args.user_positions,
         test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed,
-        choose_layout=args.choose_layout, restarts=args.restarts, holdout_users=args.holdout_users)
+        choose_layout=args.choose_layout, restarts=args.restarts, shared_task_judge=args.shared_task_judge,
+        holdout_users=args.holdout_users)
     # the command line as typed (``python -m paprec_core study ...``); else the options written out
     argv = list(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
     if args.report_only:
@@ -110,6 +111,10 @@ def register(sub) -> None:
     s.add_argument("--restarts", type=int, default=1,
                    help="also search each main row from N - 1 further seeds (each shape with --choose-layout) and "
                         "test the best of them as a row of its own, 'best of the restarts' (default 1: none)")
+    s.add_argument("--shared-task-judge", dest="shared_task_judge", action="store_true",
+                   help="also run each personalized search with its task swaps judged with every user at the "
+                        "default token (search --shared-task-judge; not the paper's loop) and test the best as a "
+                        "row of its own, 'PAP-REC personalized, shared task judge'")
     s.add_argument("--holdout-users", dest="holdout_users", type=int, default=DEFAULT_HOLDOUT_USERS,
                    help="choose among a row's searches (layouts, restarts) on the validation users none of them "
                         "judged on, at most N of them (default: all; 0: by each search's own validation score)")

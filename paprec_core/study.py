@@ -43,7 +43,7 @@ from .errors import ConfigError, PapRecError
 from .layout_choice import PAPER_SUFFIX_ROWS, LayoutChoice, layout_options, shape_label
 from .search.config import SearchConfig
 from .search.events import Listener
-from .study_options import RESTART_ROWS, STUDY_PRESETS, StudyOptions
+from .study_options import RESTART_ROWS, SHARED_JUDGE_ROW, STUDY_PRESETS, StudyOptions
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -112,6 +112,7 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
     for task in opts.tasks:
         main: dict[str, list[str]] = {}
         restarts: dict[str, list[str]] = {}
+        shared: list[str] = []  # --shared-task-judge: the personalized shapes searched that way
         for which, personalized in (("non_personalized", False), ("personalized", True)):
             name, label = f"search/{task}/{which.replace('_', '-')}", f"{task} {which.replace('_', '-')}"
             cfg = base_config(opts, task, personalized=personalized)
@@ -127,26 +128,32 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
                     search(f"{n}/seed{opts.seed + r}", task, f"{lb}, seed {opts.seed + r}",
                            replace(o, seed=opts.seed + r))
                     for r in range(1, opts.restarts) for n, lb, o in zip(names, labels, options)]
+            if personalized and opts.shared_task_judge:
+                shared = [search(f"{n}/shared-judge", task, f"{lb}, shared task judge",
+                                 replace(o, shared_task_judge=True)) for n, lb, o in zip(names, labels, options)]
         other_shapes.update(main["non_personalized"][1:] + main["personalized"][1:])
         competing = restarts or main  # every search of the task (restarts hold the main ones too)
+        tested = competing["non_personalized"] + competing["personalized"] + shared
         params = dict(test_params)
         if opts.choose_layout:
             params["choose_layout"] = main  # which steps compete for each row
         if restarts:
             params["restarts"] = restarts
-        if opts.holdout_users != 0 and any(len(v) > 1 for v in competing.values()):
+        if shared:
+            params["shared_judge"] = shared
+        if opts.holdout_users != 0 and any(len(v) > 1 for v in [*competing.values(), shared]):
             # a choice among searches is made on validation users none of them judged on
             steps.append(Step(f"holdout/{task}", "holdout", task, f"held-out validation ({task})",
-                              deps=competing["non_personalized"] + competing["personalized"],
-                              params={"holdout_users": opts.holdout_users, "seed": opts.seed}))
+                              deps=tested, params={"holdout_users": opts.holdout_users, "seed": opts.seed}))
             params["holdout"] = f"holdout/{task}"
-        steps.append(Step(f"test/{task}", "test", task, f"test ({task})",
-                          deps=competing["non_personalized"] + competing["personalized"], params=params))
+        steps.append(Step(f"test/{task}", "test", task, f"test ({task})", deps=tested, params=params))
         layout["tasks"][task] = {"baselines": f"baselines/{task}", "non_personalized": main["non_personalized"][0],
                                  "personalized": main["personalized"][0], "test": f"test/{task}"}
         if restarts:
             layout["tasks"][task].update(non_personalized_restarts=restarts["non_personalized"],
                                          personalized_restarts=restarts["personalized"])
+        if shared:
+            layout["tasks"][task]["personalized_shared_judge"] = shared
         if "holdout" in params:
             layout["tasks"][task]["holdout"] = params["holdout"]
         if opts.choose_layout:
@@ -614,11 +621,13 @@ class Study:
         restarts = step.params.get("restarts", {})  # each row's restart 0 comes first
         options = step.params.get("choose_layout") or (
             {which: names[:1] for which, names in restarts.items()} if restarts
-            else {"non_personalized": step.deps[:1], "personalized": step.deps[1:]})
+            else {"non_personalized": step.deps[:1], "personalized": step.deps[1:2]})
         held = step.params.get("holdout")
         holdout = ((self.manifest["steps"].get(held) or {}).get("result") or {}).get("scores") if held else None
         chosen = {which: self._chosen(names, holdout) for which, names in options.items()}
         best = {which: self._chosen(names, holdout) for which, names in restarts.items()}
+        shared = step.params.get("shared_judge")
+        shared_chosen = self._chosen(shared, holdout) if shared else None
         np_id, p_id = (self.run_id_of(chosen[w]) for w in ("non_personalized", "personalized"))
         p_cfg = SearchConfig.from_dict(self.store.get_run(p_id)["config"])
         ds, backbone = self._inputs(p_cfg)
@@ -638,6 +647,8 @@ class Study:
             extra[RESTART_ROWS[which]] = row(self.run_id_of(name))
             if which == "non_personalized":
                 extra[RESTART_ROWS[which]]["user_tokens"] = None
+        if shared_chosen:
+            extra[SHARED_JUDGE_ROW] = row(self.run_id_of(shared_chosen))
         results = compare_prompts(backbone, ds, p_cfg, self._state(p_id), repetitions=self.opts.repetitions,
                                   extra=extra, users=self._test_user_list(ds), progress=self.say)
         results["study"] = {"group": self.group, "step": step.name, "non_personalized_run": np_id,
@@ -647,12 +658,15 @@ class Study:
             rows = [r for r in results["rows"] if r["name"] not in own] + [by_name[n] for n in own if n in by_name]
             self.store.save_results(rid, {**results, "rows": rows, "run_id": rid})
         e.update(inputs={d: self.manifest["steps"][d]["run_id"] for d in step.deps}, params=step.params,
-                 saved_to=[np_id, p_id], chosen=chosen, **({"restart_chosen": best} if best else {}))
+                 saved_to=[np_id, p_id], chosen=chosen, **({"restart_chosen": best} if best else {}),
+                 **({"shared_judge_chosen": shared_chosen} if shared_chosen else {}))
         self.manifest["steps"][chosen["non_personalized"]]["test"] = {"run_id": np_id, "row": NP_ROW}
         self.manifest["steps"][chosen["personalized"]]["test"] = {"run_id": p_id, "row": P_ROW}
         pointers = dict(paper)  # step -> the row of the test table that holds its metrics
         for which, name in best.items():
             pointers.setdefault(name, RESTART_ROWS[which])
+        if shared_chosen:
+            pointers[shared_chosen] = SHARED_JUDGE_ROW
         for name, label in pointers.items():
             if name in chosen.values():
                 continue  # a main row already says it

@@ -26,6 +26,8 @@ DEFAULT_CRITERIA = ("loss", "surrogate", "full")  # Fig. 4 / Table 3
 # study --restarts: the best of every seed's searches, rows beside the paper's (never in their place)
 RESTART_ROWS = {"non_personalized": "PAP-REC, best of the restarts",
                 "personalized": "PAP-REC personalized, best of the restarts"}
+# study --shared-task-judge: the personalized search with task swaps judged at the default user token
+SHARED_JUDGE_ROW = "PAP-REC personalized, shared task judge"
 
 @dataclass
 class StudyOptions:
@@ -57,6 +59,9 @@ class StudyOptions:
     # each main row also searched from restarts - 1 further seeds; the best of all of them (on
     # held-out validation users) is a row of its own beside the paper's
     restarts: int = 1
+    # the personalized searches again with SearchConfig.shared_task_judge (each shape with
+    # choose_layout), the best on held-out validation users a row of its own beside the paper's
+    shared_task_judge: bool = False
     # a row with several searches competing is chosen on (at most this many) validation users none
     # of them judged on (holdout.py; None: all of them); 0: on each search's own validation score,
     # as earlier studies did
@@ -141,6 +146,8 @@ class StudyOptions:
             argv.append("--choose-layout")
         if self.restarts != d.restarts:
             argv += ["--restarts", str(self.restarts)]
+        if self.shared_task_judge:
+            argv.append("--shared-task-judge")
         if self.holdout_users != d.holdout_users:
             argv += ["--holdout-users", str(self.holdout_users)]
         if not self.ablations:

@@ -306,3 +306,44 @@ def test_a_search_recorded_before_a_config_field_existed_is_still_the_planned_on
     assert _same_config(older, planned)
     assert not _same_config({**older, "seed": planned["seed"] + 1}, planned)
     assert not _same_config({**older, "no_such_field": 1}, planned) and not _same_config(None, planned)
+
+
+def test_plan_with_a_shared_task_judge_searches_each_personalized_shape_again_for_a_row_of_its_own():
+    opts = StudyOptions(data="d", backbone="b", tasks=["sequential"], choose_layout=True,
+                        shared_task_judge=True).validate()
+    steps, layout = build_plan(opts)
+    by = {s.name: s for s in steps}
+    t = layout["tasks"]["sequential"]
+    shared, paper = t["personalized_shared_judge"], t["personalized_options"]
+    assert [by[n].config["shared_task_judge"] for n in shared] == [True] * len(paper)
+    assert [(by[n].config["layout"], by[n].config["trigger_length"]) for n in shared] == \
+        [(by[n].config["layout"], by[n].config["trigger_length"]) for n in paper]
+    assert not any(by[n].config.get("shared_task_judge") for n in paper + t["non_personalized_options"])
+    test = by["test/sequential"]
+    assert test.deps == by["holdout/sequential"].deps == t["non_personalized_options"] + paper + shared
+    assert test.params["shared_judge"] == shared and "--shared-task-judge" in opts.command()
+    assert "--shared-task-judge" not in StudyOptions(data="d", backbone="b").command()
+
+
+def test_study_with_a_shared_task_judge_tests_it_beside_the_papers_personalized_row(demo_store, demo_backbone_dir,
+                                                                                  tmp_path):
+    out, db = tmp_path / "report", tmp_path / "runs.sqlite"
+    argv = ["study", "--data", str(demo_store), "--backbone", str(demo_backbone_dir), "--out", str(out),
+            "--store", str(db), "--preset", "smoke", "--tasks", "sequential", "--trigger-length", "2",
+            "--repetitions", "1", "--device", "cpu", "--no-ablations", "--shared-task-judge", "--quiet"]
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    store, steps = RunStore(db), manifest["steps"]
+    test = steps["test/sequential"]
+    (shared,) = manifest["plan"]["tasks"]["sequential"]["personalized_shared_judge"]
+    # one search per row: nothing to choose among, so no held-out step
+    assert test["shared_judge_chosen"] == shared and "holdout/sequential" not in steps
+    assert test["chosen"]["personalized"] == "search/sequential/personalized"
+    rid = steps[shared]["run_id"]
+    assert store.get_run(rid)["config"]["shared_task_judge"] is True
+    rows = {r["name"]: r for r in store.results(steps[test["chosen"]["personalized"]]["run_id"])["rows"]}
+    assert {"PAP-REC personalized", "PAP-REC personalized, shared task judge"} <= set(rows)
+    assert steps[shared]["test"]["row"] == "PAP-REC personalized, shared task judge"
+    readme = (out / "README.md").read_text()
+    assert "### Shared task judge (sequential)" in readme and "PAP-REC personalized, shared task judge: " in readme
+    assert f"- Shared task judge (run {rid}): " in readme

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..compare import ALPHA, NUM_BEAMS, TOP_K, format_table, verdict_line, verdicts
 from ..layout_choice import PAPER_SUFFIX_ROWS
-from ..study_options import RESTART_ROWS
+from ..study_options import RESTART_ROWS, SHARED_JUDGE_ROW
 from .claims import _differences
 from .format import CLAIM_METRICS, NP_ROW, PAPER, PAPER_TABLE12, PAPER_TABLE13, PAPER_TABLE3_MIN, P_ROW, TASK_ONLY_ROW, _CRIT_LABEL, _LAYOUT_LABEL, _PAPER_TABLE, _TASK_TITLE, _UPOS_LABEL, _code, _dur, _f, _kind, _table, _when
 from .plots import _image, plot_criteria, plot_length_sweep, plot_token_frequency, plot_validation
@@ -20,7 +20,7 @@ from .tables import _ablation_rows, _paper_columns, test_table
 
 
 # beside the paper's four columns, in this order
-NOT_RANKED = [*PAPER_SUFFIX_ROWS.values(), *RESTART_ROWS.values(), TASK_ONLY_ROW]
+NOT_RANKED = [*PAPER_SUFFIX_ROWS.values(), *RESTART_ROWS.values(), SHARED_JUDGE_ROW, TASK_ONLY_ROW]
 
 
 def write_report(out: str | Path, manifest: dict, store) -> Path:
@@ -209,8 +209,9 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
                 f"{results.get('examples_per_run')} test examples per run, ranking `{results.get('ranking')}`. "
                 "The columns marked *not ranked* are shown beside the four: the paper's pure-suffix runs "
                 "where the layout chosen on validation is another, the best of the restarts (`--restarts`, "
-                "not the paper's protocol), and the personalized run's task tokens with every user at the "
-                "default `?` (for diagnosis).")
+                "not the paper's protocol), the personalized search with a shared task judge "
+                "(`--shared-task-judge`, not the paper's loop), and the personalized run's task tokens with "
+                "every user at the default `?` (for diagnosis).")
             add("")
             paper = PAPER.get(task, {}).get(str(manifest.get("dataset", "")).lower())
             if paper:
@@ -231,6 +232,7 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
                                                              "significant": results["significant"]}
         _prompts_section(d, task, t, results, plots, add, summary, stats)
         _restarts_section(d, task, add)
+        _shared_judge_section(d, task, add)
         _ceiling_section(d, task, t, add, summary)
         _validation_section(d, task, t, results, plots, add)
 
@@ -468,6 +470,50 @@ def _restarts_section(d: StudyData, task: str, add) -> None:
             add(f"- {label}, best of the restarts (run {rid}, seed {cfg.get('seed')}, {cfg.get('layout')}, "
                 f"l = {cfg.get('trigger_length')}): {_code(end.get('prompt'))}")
     add("")
+
+
+def _shared_judge_section(d: StudyData, task: str, add) -> None:
+    """With ``--shared-task-judge``: each shape's personalized search both ways, the task swaps each
+    kept, and the one the shared-judge row tests."""
+    steps = d.shared_judge(task)
+    if not steps:
+        return
+    chosen = d.shared_judge_step(task)
+    def shape(step: str) -> tuple:
+        cfg = (d.steps.get(step) or {}).get("config") or {}
+        return cfg.get("layout"), cfg.get("trigger_length")
+
+    paper = {shape(s): s for s in d.options(task, "personalized")}
+    rows = []
+    for step in steps:
+        cells = []
+        for s in (paper.get(shape(step)), step):
+            rid = d.run_id(s) if s else None
+            if rid is None:
+                cells += ["", ""]
+                continue
+            kept, rounds = d.task_swaps(rid)
+            score = _choice_score(d, task, s)
+            cells += [f"**{score}**" if s == chosen else score, f"{kept} of {rounds}"]
+        rows.append(["{}, l = {}".format(*shape(step)), *cells])
+    add(f"### Shared task judge ({task})")
+    add("")
+    add("Every personalized search again with `--shared-task-judge`: each task swap judged with every user at the "
+        "default token `?`, so the user tokens fitted to the current task tokens (each on its user's one validation "
+        "example) cannot veto it; user rounds and the run's score are the paper's. The best of them, chosen "
+        f"{_chosen_on(d, task)}, is the *shared task judge* row of the test table (in bold). Not the paper's loop: "
+        "the paper's personalized row is the first two columns' search.")
+    add("")
+    add("\n".join(_table(["shape", "paper's loop: validation", "task swaps kept", "shared judge: validation",
+                          "task swaps kept"], rows)))
+    add("")
+    rid = d.run_id(chosen) if chosen else None
+    end = d.run_end(rid) if rid is not None else None
+    if end:
+        n = end.get("users_with_tokens")
+        add(f"- Shared task judge (run {rid}): {_code(end.get('prompt'))}; {n} user{'' if n == 1 else 's'} "
+            "with a token of their own")
+        add("")
 
 
 def _validation_section(d: StudyData, task: str, t: dict, results: dict | None, plots: Path, add) -> None:

@@ -79,6 +79,20 @@ class StudyData:
         t = self.plan["tasks"].get(task, {})
         return ((self.steps.get(t.get("test", "")) or {}).get("restart_chosen") or {}).get(which)
 
+    def shared_judge(self, task: str) -> list[str]:
+        """With ``--shared-task-judge``: the personalized searches run with that judge."""
+        return self.plan["tasks"].get(task, {}).get("personalized_shared_judge") or []
+
+    def shared_judge_step(self, task: str) -> str | None:
+        """The one of them the test chose for its row (None before the test)."""
+        t = self.plan["tasks"].get(task, {})
+        return (self.steps.get(t.get("test", "")) or {}).get("shared_judge_chosen")
+
+    def task_swaps(self, rid: int) -> tuple[int, int]:
+        """(task swaps kept, task rounds) of a run, from its swap events."""
+        swaps = [e for e in self.events(rid) if e["kind"] == "swap"]
+        return sum(1 for e in swaps if e["data"].get("accepted")), len(swaps)
+
     def holdout(self, task: str) -> dict | None:
         """The held-out validation scores the task's choices were made on (None: chosen on each
         search's own validation score, or not scored yet)."""
