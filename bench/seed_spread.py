@@ -3,6 +3,7 @@
     python bench/seed_spread.py                          # demo store, sequential, quick preset, 5 seeds
     python bench/seed_spread.py --task matching --preset full --seeds 0 1 2
     python bench/seed_spread.py --paper-suffix-only      # the paper's suffix layout, no layout choice
+    python bench/seed_spread.py --start-from seen --set val_users=null   # refining the Seen prompt's words
 
 For each seed it runs the product's own path: a layout choice
 (``search --choose-layout``: the paper's shapes, the best on the validation
@@ -13,7 +14,9 @@ the Seen prompt and of the searched prompt on the search's validation users,
 the test HR@5 / NDCG@5 / HR@10 / NDCG@10 of both, the verdict against Seen and
 the wall time; then the mean and spread (sample standard deviation) over the
 seeds, and how many seeds ended at or above Seen on every metric. The paper's
-pure-suffix row is printed beside each chosen prompt.
+pure-suffix row is printed beside each chosen prompt. ``--start-from`` (as
+``search --start-from``: not the paper's random start) searches from given
+words in their own layout, with no layout choice.
 
 The search options (``--set field=json``) go to every run, e.g.
 ``--set accept_z=1.645 --set val_users=null``.
@@ -34,6 +37,7 @@ from paprec_core.compare import compare_prompts, verdicts  # noqa: E402
 from paprec_core.layout_choice import (PAPER_SUFFIX_ROW, paper_suffix_row, run_choice, shape_label,  # noqa: E402
                                        start_choice)
 from paprec_core.executors import run_batch  # noqa: E402
+from paprec_core.layout_ceiling import start_words  # noqa: E402
 from paprec_core.runner import execute_run, load_inputs  # noqa: E402
 from paprec_core.search.config import SearchConfig  # noqa: E402
 from paprec_core.store import RunStore  # noqa: E402
@@ -84,6 +88,8 @@ def main() -> None:
     ap.add_argument("--paper-suffix-only", action="store_true", help="no layout choice: the suffix layout alone")
     ap.add_argument("--personalized", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="a search option")
+    ap.add_argument("--start-from", dest="start_from", metavar="seen|LAYOUT=WORDS",
+                    help="start every search from these words (search --start-from), no layout choice")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     data = require_data(args.data)
@@ -94,13 +100,19 @@ def main() -> None:
     for item in args.set:
         key, _, value = item.partition("=")
         base[key] = json.loads(value)
-    print(f"{args.task} on {data.name}, preset {args.preset}, options {base}, {args.threads} thread(s), "
-          f"{'paper suffix only' if args.paper_suffix_only else 'layout chosen on validation'}", flush=True)
+    if args.start_from:
+        words = start_words(args.start_from, args.task)
+        base.update(layout=words.layout, trigger_length=len(words.words), start_words=words.words)
+    choose = not (args.paper_suffix_only or args.start_from)
+    how = (f"searched from {words.label!r}" if args.start_from else
+           "paper suffix only" if args.paper_suffix_only else "layout chosen on validation")
+    print(f"{args.task} on {data.name}, preset {args.preset}, options {base}, {args.threads} thread(s), {how}",
+          flush=True)
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         store = RunStore(Path(tmp) / "runs.sqlite")
         for seed in args.seeds:
-            r = one_seed(store, {**base, "preset": args.preset}, seed, not args.paper_suffix_only)
+            r = one_seed(store, {**base, "preset": args.preset}, seed, choose)
             out.append(r)
             cells = "  ".join(f"{m} {r['test'][m]:.4f}/{r['seen_test'][m]:.4f}" for m in METRICS)
             suffix = ""

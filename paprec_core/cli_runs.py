@@ -63,9 +63,26 @@ def config_from_args(args) -> SearchConfig:
         overrides[key] = str(resolve_path(Path(overrides[key]).expanduser().absolute()))
     if args.quick and args.preset not in (None, "quick"):  # --quick used to win silently
         raise ConfigError("preset", f"--quick is the 'quick' preset; drop --quick or --preset {args.preset}")
+    if getattr(args, "start_from", None):
+        overrides.update(_start_from(args, overrides))
     preset = "quick" if args.quick else args.preset
     cfg = SearchConfig.preset(preset, **overrides) if preset else SearchConfig(**overrides)
     return cfg.validate()
+
+
+def _start_from(args, overrides: dict) -> dict:
+    """The layout, length and start words of ``--start-from`` (a shape of its own: it refuses a
+    --layout or -l that disagrees, and a layout choice, which searches other shapes)."""
+    from .layout_ceiling import start_words
+
+    words = start_words(args.start_from, overrides.get("task", "sequential"))
+    if args.choose_layout:
+        raise ConfigError("start_from", "--start-from fixes the layout to its words'; drop --choose-layout")
+    for name, value in (("layout", words.layout), ("trigger_length", len(words.words))):
+        if overrides.get(name, value) != value:
+            raise ConfigError(name, f"--start-from {args.start_from!r} is {words.layout} with {len(words.words)} "
+                                    f"words; drop --{name.replace('_', '-')} or give words that fit it")
+    return {"layout": words.layout, "trigger_length": len(words.words), "start_words": words.words}
 
 
 def cmd_search(args) -> None:
@@ -465,6 +482,10 @@ def register(sub) -> None:
     s.add_argument("--shared-task-judge", dest="shared_task_judge", action="store_true", default=None,
                    help="personalized: judge task swaps with every user at the default token, not with the "
                         "user tokens fitted to the current task tokens (not the paper's loop)")
+    s.add_argument("--start-from", dest="start_from", metavar="seen|LAYOUT=WORDS",
+                   help="start from these words instead of random tokens (not the paper's start): 'seen', the "
+                        "Seen prompt's own words in the layout that holds them, or e.g. 'prefix+suffix=a b|c d'; "
+                        "sets --layout and -l")
     s.add_argument("--gradient-rows", dest="gradient_rows", choices=["all", "latest"],
                    help="training rows of the gradient: every prefix (all, default) or each user's latest, "
                         "shaped like the validation rows")

@@ -216,6 +216,12 @@ def _num(x) -> float | None:
 # --------------------------------------------------------------------------- the comparison
 
 
+def start_note(cfg: SearchConfig) -> str:
+    """What a row's prompt text says of a search that did not start from random tokens (the
+    paper's start): the words it refined, so no reader takes it for the paper's protocol."""
+    return f"  (searched from the words: {' '.join(cfg.start_words)})" if cfg.start_words else ""
+
+
 def compare_prompts(backbone: Backbone, ds: P5Dataset, cfg: SearchConfig | dict, state: dict,
                     repetitions: int = 5, extra: dict[str, dict] | None = None, *, split: str = "test",
                     users=None, max_history: int | None = None, batch_size: int = 64,
@@ -255,15 +261,16 @@ def compare_prompts(backbone: Backbone, ds: P5Dataset, cfg: SearchConfig | dict,
     if cfg.personalized:
         default = default_user_token(tok)
         say(f"evaluating {TASK_ONLY_ROW}")
-        rows.append((TASK_ONLY_ROW, prompt_text(cfg, tok, task_tokens, default),
+        rows.append((TASK_ONLY_ROW, prompt_text(cfg, tok, task_tokens, default) + start_note(cfg),
                      run_all(lambda exs: learned_inputs(exs, backbone, ds, cfg, task_tokens, {}))))
         say(f"evaluating {PERSONAL_ROW}")
-        text = prompt_text(cfg, tok, task_tokens) + f"  ({len(user_tokens)} users with their own token, others '?')"
+        text = (prompt_text(cfg, tok, task_tokens) + f"  ({len(user_tokens)} users with their own token, others '?')"
+                + start_note(cfg))
         rows.append((PERSONAL_ROW, text,
                      run_all(lambda exs: learned_inputs(exs, backbone, ds, cfg, task_tokens, user_tokens))))
     else:
         say(f"evaluating {LEARNED_ROW}")
-        rows.append((LEARNED_ROW, prompt_text(cfg, tok, task_tokens),
+        rows.append((LEARNED_ROW, prompt_text(cfg, tok, task_tokens) + start_note(cfg),
                      run_all(lambda exs: learned_inputs(exs, backbone, ds, cfg, task_tokens, None))))
 
     n = sum(len(e) for e in examples)

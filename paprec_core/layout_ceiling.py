@@ -81,6 +81,20 @@ def seen_words(task: str) -> list[LayoutWords]:
     return out
 
 
+def start_words(spec: str, task: str) -> LayoutWords:
+    """The words a search starts from (``search --start-from``): ``seen``, the Seen prompt's own
+    words in the layout that holds them all (so the start scores exactly the Seen prompt), or
+    ``LAYOUT=WORDS`` as :meth:`LayoutWords.parse` reads it."""
+    if spec != "seen":
+        return LayoutWords.parse(spec)
+    n_words = len(MANUAL_PROMPTS[SEEN[task]].template.replace(TASK_ARGS[task].strip(), " ").split())
+    whole = [w for w in seen_words(task) if len(w.words) == n_words]
+    if not whole:
+        raise ConfigError("start_from", f"the Seen prompt of {task} ({SEEN[task]}) does not fit a layout of the "
+                                        "search whole; give the words yourself (LAYOUT=WORDS)")
+    return whole[0]
+
+
 class LayoutCeiling:
     """Scores manual prompts and layout words with the search's criterion (the surrogate of the
     config) on every example of the validation and test splits (test: ``test_users`` when given)."""
@@ -111,14 +125,9 @@ class LayoutCeiling:
         return out
 
     def token_ids(self, words: LayoutWords) -> list[int]:
-        ids = []
-        for w in words.words:
-            try:
-                ids.append(self.backbone.tokenizer.piece_id("\u2581" + w))
-            except KeyError:
-                raise ConfigError("prompt", f"{words.label!r}: {w!r} is not a whole word of the backbone's "
-                                            "vocabulary") from None
-        return ids
+        from .search.layout import whole_word_ids
+
+        return whole_word_ids(self.backbone.tokenizer, words.words, "prompt", words.label)
 
     def layout(self, words: LayoutWords) -> dict[str, float]:
         from .search.config import SearchConfig

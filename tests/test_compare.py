@@ -187,3 +187,14 @@ def test_format_table_lists_every_metric_and_marks_best():
         assert res["best"][m] == "PAP-REC"
     assert "Seen manual (3-1)" in table and "PAP-REC" in table and "percentages" in table
     assert "* best prompt" in table and "\u2020" in table
+
+
+def test_a_prompt_searched_from_given_words_says_so_in_its_row(demo_entity_backbone, demo_dataset):
+    bb, ds = demo_entity_backbone, demo_dataset
+    cfg = SearchConfig(task="sequential", trigger_length=2, start_words=["recommend", "next"])
+    res = compare_prompts(bb, ds, cfg, {"task_tokens": trigger_tokens(bb.tokenizer, 2)}, repetitions=1)
+    learned = next(r for r in res["rows"] if r["name"] == "PAP-REC")
+    assert learned["text"].endswith("(searched from the words: recommend next)")
+    plain = compare_prompts(bb, ds, SearchConfig(task="sequential", trigger_length=2),
+                            {"task_tokens": trigger_tokens(bb.tokenizer, 2)}, repetitions=1)
+    assert "searched from" not in next(r for r in plain["rows"] if r["name"] == "PAP-REC")["text"]

@@ -205,3 +205,51 @@ def test_a_shared_task_judge_keeps_its_rejections_across_user_rounds(make_config
     pairs = [(e.data["slot"], e.data["token_id"]) for e in events
              if e.kind == "candidate" and e.data["slot"] != "user"]
     assert len(pairs) == 6 * 3 and len(set(pairs)) == len(pairs)
+
+
+def test_a_search_started_from_the_seen_prompts_words_starts_at_the_seen_prompts_score(demo_entity_backbone,
+                                                                                       demo_dataset):
+    """--start-from seen: the Seen prompt's own words in the layout that holds them all, so the start
+    scores exactly what the Seen prompt scores on the same validation users (not the paper's start)."""
+    from paprec_core.layout_ceiling import start_words
+
+    words = start_words("seen", "sequential")
+    events = []
+    cfg = _cfg(layout=words.layout, trigger_length=len(words.words), start_words=words.words,
+               criterion="surrogate", max_rounds=2).validate()
+    search = Search(cfg, demo_entity_backbone, demo_dataset, listener=events.append)
+    start = search.initial_state()
+    assert [search.tok.piece(t) for t in start.task_tokens] == ["\u2581" + w for w in words.words]
+    search.run()
+    first = next(e for e in events if e.kind == "validation" and e.round == 0)
+    refs = next(e for e in events if e.kind == "run_start").data["references"]
+    assert first.data["score"] > 0 and first.data["score"] == pytest.approx(refs["Seen manual (2-3)"], abs=1e-9)
+
+
+def test_start_words_are_checked_against_the_layout_and_the_vocabulary(demo_entity_backbone, demo_dataset):
+    from paprec_core.layout_ceiling import start_words
+
+    assert start_words("seen", "matching").layout == "prefix"  # every Seen word sits before its argument
+    assert start_words("suffix=recommend next", "sequential").words == ["recommend", "next"]
+    with pytest.raises(ConfigError, match="start_from.*LAYOUT=WORDS"):
+        start_words("seen", "explanation")
+    with pytest.raises(ConfigError, match="start_words.*one word per task token"):
+        _cfg(trigger_length=3, start_words=["recommend", "next"]).validate()
+    with pytest.raises(ConfigError, match="start_words.*single words"):
+        _cfg(trigger_length=1, start_words=["two words"]).validate()
+    with pytest.raises(ConfigError, match="start_words.*'zzqxv' is not a whole word"):
+        Search(_cfg(trigger_length=1, start_words=["zzqxv"]), demo_entity_backbone, demo_dataset)
+
+
+def test_the_search_command_takes_its_layout_and_length_from_the_start_words():
+    from paprec_core.cli import build_parser
+    from paprec_core.cli_runs import config_from_args
+
+    parse = build_parser().parse_args
+    cfg = config_from_args(parse(["search", "--quick", "--start-from", "seen"]))
+    assert (cfg.layout, cfg.trigger_length, cfg.start_words[:2]) == ("prefix+suffix", 15, ["Here", "is"])
+    assert config_from_args(parse(["search", "--start-from", "suffix=a b", "-l", "2"])).start_words == ["a", "b"]
+    for extra, field in ((["-l", "5"], "trigger_length"), (["--layout", "suffix"], "layout"),
+                         (["--choose-layout"], "start_from")):
+        with pytest.raises(ConfigError, match=field):
+            config_from_args(parse(["search", "--start-from", "seen", *extra]))

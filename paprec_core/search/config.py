@@ -65,6 +65,10 @@ class SearchConfig:
     # tokens of its round; a later task swap loses those hits and is rejected, and the task
     # tokens freeze (3 task swaps kept in 25 rounds, against 7 of 16 without user tokens).
     shared_task_judge: bool = False
+    # The task tokens a search starts from, as whole words in layout order (None: random tokens, the
+    # paper's start). Not the paper's protocol: a run started from a manual prompt's words is a
+    # refinement of that prompt, reported as such (compare labels its row).
+    start_words: list[str] | None = None
     batch_size: int = 128
     seed: int = 0
     device: str = "auto"
@@ -132,6 +136,13 @@ class SearchConfig:
         if self.shared_task_judge and not self.personalized:
             raise ConfigError("shared_task_judge", "only a personalized search has user tokens to leave out; "
                                                    "add personalized, or drop shared_task_judge")
+        if self.start_words is not None:
+            if not isinstance(self.start_words, list) or not all(
+                    isinstance(w, str) and w and not w.isspace() and len(w.split()) == 1 for w in self.start_words):
+                raise ConfigError("start_words", f"must be a list of single words, got {self.start_words!r}")
+            if len(self.start_words) != self.trigger_length:
+                raise ConfigError("start_words", f"{len(self.start_words)} words for trigger_length "
+                                                 f"{self.trigger_length}: give one word per task token")
         if self.warmup_rounds and self.criterion == "loss":
             raise ConfigError("warmup_rounds", "a warm-up judges by the loss before the criterion: with criterion "
                                                "'loss' there is nothing to warm up; set one of them")

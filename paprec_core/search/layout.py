@@ -6,6 +6,7 @@ run's prompt, in the CLI or the dashboard, does not load torch.
 
 from __future__ import annotations
 
+from ..errors import ConfigError
 from ..tokenizer import Tokenizer
 from .config import SearchConfig
 
@@ -39,3 +40,15 @@ def prompt_text(cfg: SearchConfig, tok: Tokenizer, task_tokens, user_token: int 
         else:
             out.append(f"[{tok.piece(int(user_token)) if user_token is not None else 'T_u'}]")
     return " ".join(out)
+
+
+def whole_word_ids(tok: Tokenizer, words, field: str, what: str) -> list[int]:
+    """The piece id of each word as a whole word (the search's tokens are whole-word pieces), or a
+    ConfigError naming ``field`` and ``what`` (the words as the user gave them)."""
+    ids = []
+    for w in words:
+        try:
+            ids.append(tok.piece_id("\u2581" + w))
+        except KeyError:
+            raise ConfigError(field, f"{what!r}: {w!r} is not a whole word of the backbone's vocabulary") from None
+    return ids

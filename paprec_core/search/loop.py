@@ -34,6 +34,7 @@ from .config import SearchConfig, judged_users, round_budget, rounds_per_epoch
 from .events import Event, Listener
 from .racing import race, subset_rows
 from .scoring import Scorer
+from .layout import whole_word_ids
 from .slots import build_slotted, default_user_token, prompt_text
 
 
@@ -88,6 +89,8 @@ def check_compatible(cfg: SearchConfig, backbone: Backbone, ds: P5Dataset) -> No
     if not ds.has_task(cfg.task):
         raise ConfigError("task", f"{ds.root} has no explanation data (exp_splits.pkl); "
                                   "choose sequential or matching")
+    if cfg.start_words is not None:
+        whole_word_ids(tok, cfg.start_words, "start_words", " ".join(cfg.start_words))
 
 
 def clear_gain(new: np.ndarray, current: np.ndarray, z: float) -> bool:
@@ -138,6 +141,8 @@ class Search:
         rng = np.random.default_rng(self.cfg.seed)
         pool = np.flatnonzero(self.allowed_task.numpy())
         tokens = [int(t) for t in rng.choice(pool, self.cfg.trigger_length, replace=False)]
+        if self.cfg.start_words is not None:  # drawn all the same: the rng goes on as from a random start
+            tokens = whole_word_ids(self.tok, self.cfg.start_words, "start_words", " ".join(self.cfg.start_words))
         return SearchState(task_tokens=tokens, untried=list(range(self.cfg.trigger_length)),
                            rng=rng.bit_generator.state, warming_up=bool(self.cfg.warmup_rounds))
 
