@@ -569,3 +569,27 @@ def test_launch_can_choose_the_layout_on_validation(empty_env, demo_store, demo_
     shown = texts(at)
     assert "Layout choice" in shown and "the paper's shape" in shown and "held-out" in shown
     assert f"#{chosen} " in shown and "chosen" in shown.split(f"#{chosen} ", 1)[1].split("\n", 1)[0]
+
+
+def test_launch_can_start_from_the_seen_prompts_words(empty_env, demo_store, demo_backbone_dir):
+    at = app()
+    at.text_input(key="f_data").set_value(str(demo_store))
+    at.text_input(key="f_backbone").set_value(str(demo_backbone_dir))
+    at.selectbox(key="f_start_from").set_value("the Seen prompt's words")
+    at.selectbox(key="f_layout").set_value("choose on validation")
+    at.button(key="f_start").click()
+    at.run()
+    assert any("fixes the layout" in e.value for e in at.error), [e.value for e in at.error]
+    store = RunStore(empty_env / "runs.sqlite")
+    assert store.list_runs() == []
+    at.selectbox(key="f_layout").set_value("suffix")
+    at.radio(key="f_preset").set_value("quick")
+    at.number_input(key="f_epochs").set_value(1)
+    at.number_input(key="f_val_users").set_value(20)
+    at.button(key="f_start").click()
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    (run,) = store.list_runs()
+    cfg = store.get_run(run["id"])["config"]
+    assert (cfg["layout"], cfg["trigger_length"], cfg["start_words"][0]) == ("prefix+suffix", 15, "Here")
+    ui.runner().stop(run["id"])

@@ -9,6 +9,7 @@ from dashboard.lib.paths import default_backbone, resolve, shown
 
 REFRESH_S = 2.0
 CHOOSE = "choose on validation"
+STARTS = {"random tokens (the paper)": None, "the Seen prompt's words": "seen"}
 WATCH_KINDS = ["phase", "run_start", "swap", "user_update", "validation", "round_end", "run_end"]
 
 ui.header("Launch & watch", "Start a prompt search on a dataset and a frozen backbone, and follow it round by round.")
@@ -43,6 +44,10 @@ def launch_form() -> None:
                                "of them judged on, and the best there is the prompt; the paper's suffix run is "
                                "shown beside it in Compare.")
     user_position = c2.selectbox("[T_u] position", USER_POSITIONS, key="f_user_position", disabled=not personalized)
+    start_from = st.selectbox("Start from", list(STARTS), key="f_start_from",
+                              help="The paper starts from random tokens. The Seen prompt's words (not the paper's "
+                                   "start) make the search refine the hand-written prompt: they set the layout and "
+                                   "l, and Compare notes the start in the prompt's row.")
     criterion = st.selectbox("Selection criterion", CRITERIA, key="f_criterion",
                              help="surrogate: HR@5 + α·NDCG@5 (BLEU-4 + α·ROUGE-L for explanation); "
                                   "loss: the target's NLL; full: HR@10 + α·NDCG@10 from a beam of 20.")
@@ -87,6 +92,14 @@ def launch_form() -> None:
     if train_examples is not None:
         overrides["train_examples"] = int(train_examples)
     try:
+        if STARTS[start_from]:
+            from paprec_core.layout_ceiling import start_words
+
+            if layout == CHOOSE:
+                raise PapRecError("a start from the Seen prompt's words fixes the layout to theirs: "
+                                  f"choose a layout other than '{CHOOSE}', or start from random tokens")
+            words = start_words(STARTS[start_from], task)
+            overrides.update(layout=words.layout, trigger_length=len(words.words), start_words=words.words)
         cfg = SearchConfig.preset(preset, **overrides).validate()
         for field, path in (("data", cfg.data), ("backbone", cfg.backbone)):
             if not resolve(path).exists():
