@@ -11,7 +11,7 @@ from .cli_common import add_executor_args, add_trust_pickle, int_or_all
 from .errors import PapRecError
 from .holdout import DEFAULT_HOLDOUT_USERS
 from .search.config import CRITERIA, LAYOUTS, RANKINGS, TASKS, USER_POSITIONS
-from .study_options import DEFAULT_CRITERIA, DEFAULT_LENGTHS, STUDY_PRESETS, StudyOptions
+from .study_options import DEFAULT_CRITERIA, DEFAULT_LENGTHS, START_FROM, STUDY_PRESETS, StudyOptions
 
 
 def cmd_study(args) -> None:
@@ -26,7 +26,7 @@ def cmd_study(args) -> None:
         lengths=args.lengths, criteria=args.criteria, layouts=args.layouts, user_positions=args.user_positions,
         test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed,
         choose_layout=args.choose_layout, restarts=args.restarts, shared_task_judge=args.shared_task_judge,
-        holdout_users=args.holdout_users)
+        start_from=args.start_from,         holdout_users=args.holdout_users)
     # the command line as typed (``python -m paprec_core study ...``); else the options written out
     argv = list(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
     if args.report_only:
@@ -115,6 +115,9 @@ def register(sub) -> None:
                    help="also run each personalized search with its task swaps judged with every user at the "
                         "default token (search --shared-task-judge; not the paper's loop) and test the best as a "
                         "row of its own, 'PAP-REC personalized, shared task judge'")
+    s.add_argument("--start-from", dest="start_from", choices=list(START_FROM),
+                   help="also search each task from the Seen prompt's own words (search --start-from seen; not "
+                        "the paper's random start) and test it as a row of its own")
     s.add_argument("--holdout-users", dest="holdout_users", type=int, default=DEFAULT_HOLDOUT_USERS,
                    help="choose among a row's searches (layouts, restarts) on the validation users none of them "
                         "judged on, at most N of them (default: all; 0: by each search's own validation score)")

@@ -289,7 +289,7 @@ def compare_prompts(backbone: Backbone, ds: P5Dataset, cfg: SearchConfig | dict,
         tt = [int(t) for t in spec["task_tokens"]]
         ut = {int(u): int(t) for u, t in (spec.get("user_tokens") or {}).items()}
         say(f"evaluating {name}")
-        rows.append((name, prompt_text(row_cfg, tok, tt),
+        rows.append((name, prompt_text(row_cfg, tok, tt) + start_note(row_cfg),
                      run_all(lambda exs: learned_inputs(exs, backbone, ds, row_cfg, tt, ut), row_cfg)))
 
     return summarize(cfg.task, ds.name, repetitions, rows, runs=runs, split=split, ranking=cfg.ranking,

@@ -40,10 +40,11 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .errors import ConfigError, PapRecError
+from .layout_ceiling import start_words
 from .layout_choice import PAPER_SUFFIX_ROWS, LayoutChoice, layout_options, shape_label
 from .search.config import SearchConfig
 from .search.events import Listener
-from .study_options import RESTART_ROWS, SHARED_JUDGE_ROW, STUDY_PRESETS, StudyOptions
+from .study_options import FROM_SEEN_ROW, RESTART_ROWS, SHARED_JUDGE_ROW, STUDY_PRESETS, StudyOptions
 
 MANIFEST = "manifest.json"
 MANIFEST_VERSION = 1
@@ -132,8 +133,19 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
                 shared = [search(f"{n}/shared-judge", task, f"{lb}, shared task judge",
                                  replace(o, shared_task_judge=True)) for n, lb, o in zip(names, labels, options)]
         other_shapes.update(main["non_personalized"][1:] + main["personalized"][1:])
+        from_seen = []  # --start-from seen: one search refining the Seen prompt's words
+        if opts.start_from is not None:
+            try:
+                words = start_words(opts.start_from, task)
+            except ConfigError:  # no layout holds this task's Seen prompt (explanation): no such row
+                words = None
+            if words is not None:
+                from_seen = [search(f"search/{task}/non-personalized/from-{opts.start_from}", task,
+                                    f"{task} non-personalized, from the Seen prompt's words",
+                                    base_config(opts, task, layout=words.layout, trigger_length=len(words.words),
+                                                start_words=words.words))]
         competing = restarts or main  # every search of the task (restarts hold the main ones too)
-        tested = competing["non_personalized"] + competing["personalized"] + shared
+        tested = competing["non_personalized"] + competing["personalized"] + shared + from_seen
         params = dict(test_params)
         if opts.choose_layout:
             params["choose_layout"] = main  # which steps compete for each row
@@ -141,6 +153,8 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
             params["restarts"] = restarts
         if shared:
             params["shared_judge"] = shared
+        if from_seen:
+            params["from_seen"] = from_seen[0]
         if opts.holdout_users != 0 and any(len(v) > 1 for v in [*competing.values(), shared]):
             # a choice among searches is made on validation users none of them judged on
             steps.append(Step(f"holdout/{task}", "holdout", task, f"held-out validation ({task})",
@@ -154,6 +168,8 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
                                          personalized_restarts=restarts["personalized"])
         if shared:
             layout["tasks"][task]["personalized_shared_judge"] = shared
+        if from_seen:
+            layout["tasks"][task]["non_personalized_from_seen"] = from_seen[0]
         if "holdout" in params:
             layout["tasks"][task]["holdout"] = params["holdout"]
         if opts.choose_layout:
@@ -649,6 +665,9 @@ class Study:
                 extra[RESTART_ROWS[which]]["user_tokens"] = None
         if shared_chosen:
             extra[SHARED_JUDGE_ROW] = row(self.run_id_of(shared_chosen))
+        from_seen = step.params.get("from_seen")
+        if from_seen:
+            extra[FROM_SEEN_ROW] = {**row(self.run_id_of(from_seen)), "user_tokens": None}
         results = compare_prompts(backbone, ds, p_cfg, self._state(p_id), repetitions=self.opts.repetitions,
                                   extra=extra, users=self._test_user_list(ds), progress=self.say)
         results["study"] = {"group": self.group, "step": step.name, "non_personalized_run": np_id,
@@ -667,6 +686,8 @@ class Study:
             pointers.setdefault(name, RESTART_ROWS[which])
         if shared_chosen:
             pointers[shared_chosen] = SHARED_JUDGE_ROW
+        if from_seen:
+            pointers[from_seen] = FROM_SEEN_ROW
         for name, label in pointers.items():
             if name in chosen.values():
                 continue  # a main row already says it

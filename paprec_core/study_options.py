@@ -28,6 +28,9 @@ RESTART_ROWS = {"non_personalized": "PAP-REC, best of the restarts",
                 "personalized": "PAP-REC personalized, best of the restarts"}
 # study --shared-task-judge: the personalized search with task swaps judged at the default user token
 SHARED_JUDGE_ROW = "PAP-REC personalized, shared task judge"
+# study --start-from seen: the non-personalized search refining the Seen prompt's own words
+FROM_SEEN_ROW = "PAP-REC, searched from the Seen prompt's words"
+START_FROM = ("seen",)
 
 @dataclass
 class StudyOptions:
@@ -62,6 +65,9 @@ class StudyOptions:
     # the personalized searches again with SearchConfig.shared_task_judge (each shape with
     # choose_layout), the best on held-out validation users a row of its own beside the paper's
     shared_task_judge: bool = False
+    # "seen": a non-personalized search per task started from the Seen prompt's own words
+    # (SearchConfig.start_words), tested as a row of its own; None: none
+    start_from: str | None = None
     # a row with several searches competing is chosen on (at most this many) validation users none
     # of them judged on (holdout.py; None: all of them); 0: on each search's own validation score,
     # as earlier studies did
@@ -82,6 +88,8 @@ class StudyOptions:
             raise ConfigError("tasks", "a task is named twice")
         if self.ablation_task is not None and self.ablation_task not in self.tasks:
             raise ConfigError("ablation_task", f"{self.ablation_task!r} is not among --tasks")
+        if self.start_from is not None and self.start_from not in START_FROM:
+            raise ConfigError("start_from", f"{self.start_from!r} is not one of {', '.join(START_FROM)}")
         if self.holdout_users is not None and (not isinstance(self.holdout_users, int) or self.holdout_users < 0):
             raise ConfigError("holdout_users", f"must be a whole number >= 0, got {self.holdout_users!r}")
         for name in ("repetitions", "trigger_length", "candidates", "restarts"):
@@ -148,6 +156,8 @@ class StudyOptions:
             argv += ["--restarts", str(self.restarts)]
         if self.shared_task_judge:
             argv.append("--shared-task-judge")
+        if self.start_from is not None:
+            argv += ["--start-from", self.start_from]
         if self.holdout_users != d.holdout_users:
             argv += ["--holdout-users", str(self.holdout_users)]
         if not self.ablations:

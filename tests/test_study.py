@@ -325,12 +325,28 @@ def test_plan_with_a_shared_task_judge_searches_each_personalized_shape_again_fo
     assert "--shared-task-judge" not in StudyOptions(data="d", backbone="b").command()
 
 
+def test_plan_with_a_start_from_the_seen_words_adds_one_search_per_task_that_a_layout_holds():
+    opts = StudyOptions(data="d", backbone="b", tasks=["sequential", "explanation"], start_from="seen",
+                        ablations=False).validate()
+    steps, layout = build_plan(opts)
+    by = {s.name: s for s in steps}
+    seen = layout["tasks"]["sequential"]["non_personalized_from_seen"]
+    assert by[seen].config["start_words"][-1] == "user" and by[seen].config["trigger_length"] == 15
+    assert by["test/sequential"].params["from_seen"] == seen and seen in by["test/sequential"].deps
+    assert "non_personalized_from_seen" not in layout["tasks"]["explanation"]  # no layout holds its Seen prompt
+    argv = opts.command()
+    assert argv[argv.index("--start-from") + 1] == "seen"
+    with pytest.raises(ConfigError, match="start_from"):
+        StudyOptions(data="d", backbone="b", start_from="unseen").validate()
+
+
 def test_study_with_a_shared_task_judge_tests_it_beside_the_papers_personalized_row(demo_store, demo_backbone_dir,
                                                                                   tmp_path):
     out, db = tmp_path / "report", tmp_path / "runs.sqlite"
     argv = ["study", "--data", str(demo_store), "--backbone", str(demo_backbone_dir), "--out", str(out),
             "--store", str(db), "--preset", "smoke", "--tasks", "sequential", "--trigger-length", "2",
-            "--repetitions", "1", "--device", "cpu", "--no-ablations", "--shared-task-judge", "--quiet"]
+            "--repetitions", "1", "--device", "cpu", "--no-ablations", "--shared-task-judge", "--start-from", "seen",
+            "--quiet"]
     assert main(argv) == 0
     manifest = json.loads((out / "manifest.json").read_text())
     store, steps = RunStore(db), manifest["steps"]
@@ -347,3 +363,10 @@ def test_study_with_a_shared_task_judge_tests_it_beside_the_papers_personalized_
     readme = (out / "README.md").read_text()
     assert "### Shared task judge (sequential)" in readme and "PAP-REC personalized, shared task judge: " in readme
     assert f"- Shared task judge (run {rid}): " in readme
+    # --start-from seen: one more search, from the Seen prompt's own words, tested as its own row
+    seen = manifest["plan"]["tasks"]["sequential"]["non_personalized_from_seen"]
+    cfg = store.get_run(steps[seen]["run_id"])["config"]
+    assert cfg["start_words"][:2] == ["Here", "is"] and cfg["layout"] == "prefix+suffix" and not cfg["personalized"]
+    assert steps[seen]["test"]["row"] == "PAP-REC, searched from the Seen prompt's words"
+    assert "(searched from the words: Here is" in rows["PAP-REC, searched from the Seen prompt's words"]["text"]
+    assert "### Searched from the Seen prompt's words (sequential)" in readme

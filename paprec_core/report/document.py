@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..compare import ALPHA, NUM_BEAMS, TOP_K, format_table, verdict_line, verdicts
 from ..layout_choice import PAPER_SUFFIX_ROWS
-from ..study_options import RESTART_ROWS, SHARED_JUDGE_ROW
+from ..study_options import FROM_SEEN_ROW, RESTART_ROWS, SHARED_JUDGE_ROW
 from .claims import _differences
 from .format import CLAIM_METRICS, NP_ROW, PAPER, PAPER_TABLE12, PAPER_TABLE13, PAPER_TABLE3_MIN, P_ROW, TASK_ONLY_ROW, _CRIT_LABEL, _LAYOUT_LABEL, _PAPER_TABLE, _TASK_TITLE, _UPOS_LABEL, _code, _dur, _f, _kind, _table, _when
 from .plots import _image, plot_criteria, plot_length_sweep, plot_token_frequency, plot_validation
@@ -20,7 +20,7 @@ from .tables import _ablation_rows, _paper_columns, test_table
 
 
 # beside the paper's four columns, in this order
-NOT_RANKED = [*PAPER_SUFFIX_ROWS.values(), *RESTART_ROWS.values(), SHARED_JUDGE_ROW, TASK_ONLY_ROW]
+NOT_RANKED = [*PAPER_SUFFIX_ROWS.values(), *RESTART_ROWS.values(), SHARED_JUDGE_ROW, FROM_SEEN_ROW, TASK_ONLY_ROW]
 
 
 def write_report(out: str | Path, manifest: dict, store) -> Path:
@@ -210,8 +210,9 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
                 "The columns marked *not ranked* are shown beside the four: the paper's pure-suffix runs "
                 "where the layout chosen on validation is another, the best of the restarts (`--restarts`, "
                 "not the paper's protocol), the personalized search with a shared task judge "
-                "(`--shared-task-judge`, not the paper's loop), and the personalized run's task tokens with "
-                "every user at the default `?` (for diagnosis).")
+                "(`--shared-task-judge`, not the paper's loop), the search started from the Seen prompt's own "
+                "words (`--start-from seen`, not the paper's random start), and the personalized run's task "
+                "tokens with every user at the default `?` (for diagnosis).")
             add("")
             paper = PAPER.get(task, {}).get(str(manifest.get("dataset", "")).lower())
             if paper:
@@ -233,6 +234,7 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
         _prompts_section(d, task, t, results, plots, add, summary, stats)
         _restarts_section(d, task, add)
         _shared_judge_section(d, task, add)
+        _from_seen_section(d, task, add)
         _ceiling_section(d, task, t, add, summary)
         _validation_section(d, task, t, results, plots, add)
 
@@ -514,6 +516,28 @@ def _shared_judge_section(d: StudyData, task: str, add) -> None:
         add(f"- Shared task judge (run {rid}): {_code(end.get('prompt'))}; {n} user{'' if n == 1 else 's'} "
             "with a token of their own")
         add("")
+
+
+def _from_seen_section(d: StudyData, task: str, add) -> None:
+    """With ``--start-from seen``: where the search from the Seen prompt's words started and ended."""
+    step = d.from_seen(task)
+    rid = d.run_id(step) if step else None
+    end = d.run_end(rid) if rid is not None else None
+    if not end:
+        return
+    cfg = d.steps[step].get("config") or {}
+    curve = d.curve(rid)
+    seen = next((v for k, v in d.references(rid).items() if k.startswith("Seen")), None)
+    kept, rounds = d.task_swaps(rid)
+    add(f"### Searched from the Seen prompt's words ({task})")
+    add("")
+    add(f"One non-personalized search (run {rid}) started from the Seen prompt's own words "
+        f"({cfg.get('layout')}, l = {cfg.get('trigger_length')}) instead of random tokens: not the paper's start, "
+        "a refinement of the hand-written prompt, so a row of its own in the test table. On its "
+        f"{cfg.get('val_users') or 'all'} validation users it started at {_f(curve[0][1] if curve else None)} "
+        f"(the Seen prompt: {_f(seen)}) and ended at {_f(end.get('best_score'))}, keeping {kept} of {rounds} "
+        f"task swaps: {_code(end.get('prompt'))}")
+    add("")
 
 
 def _validation_section(d: StudyData, task: str, t: dict, results: dict | None, plots: Path, add) -> None:

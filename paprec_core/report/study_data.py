@@ -88,6 +88,10 @@ class StudyData:
         t = self.plan["tasks"].get(task, {})
         return (self.steps.get(t.get("test", "")) or {}).get("shared_judge_chosen")
 
+    def from_seen(self, task: str) -> str | None:
+        """With ``--start-from seen``: the search that started from the Seen prompt's words."""
+        return self.plan["tasks"].get(task, {}).get("non_personalized_from_seen")
+
     def task_swaps(self, rid: int) -> tuple[int, int]:
         """(task swaps kept, task rounds) of a run, from its swap events."""
         swaps = [e for e in self.events(rid) if e["kind"] == "swap"]
