@@ -32,9 +32,9 @@ from ..ranking import generate_texts, rank_items
 from .candidates import allowed_vocabulary, slot_gradients, top_candidates
 from .config import SearchConfig, judged_users, round_budget, rounds_per_epoch
 from .events import Event, Listener
+from .layout import whole_word_ids
 from .racing import race, subset_rows
 from .scoring import Scorer
-from .layout import whole_word_ids
 from .slots import build_slotted, default_user_token, prompt_text
 
 
