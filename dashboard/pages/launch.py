@@ -44,7 +44,7 @@ def launch_form() -> None:
                                "of them judged on, and the best there is the prompt; the paper's suffix run is "
                                "shown beside it in Compare.")
     user_position = c2.selectbox("[T_u] position", USER_POSITIONS, key="f_user_position", disabled=not personalized)
-    start_from = st.selectbox("Start from", list(STARTS), key="f_start_from",
+    start_from = st.selectbox("Initial prompt", list(STARTS), key="f_start_from",
                               help="The paper starts from random tokens. The Seen prompt's words (not the paper's "
                                    "start) make the search refine the hand-written prompt: they set the layout and "
                                    "l, and Compare notes the start in the prompt's row.")
