@@ -37,7 +37,7 @@ from paprec_core.compare import compare_prompts, verdicts  # noqa: E402
 from paprec_core.layout_choice import (PAPER_SUFFIX_ROW, paper_suffix_row, run_choice, shape_label,  # noqa: E402
                                        start_choice)
 from paprec_core.executors import run_batch  # noqa: E402
-from paprec_core.layout_ceiling import start_words  # noqa: E402
+from paprec_core.layout_ceiling import start_fields  # noqa: E402
 from paprec_core.runner import execute_run, load_inputs  # noqa: E402
 from paprec_core.search.config import SearchConfig  # noqa: E402
 from paprec_core.store import RunStore  # noqa: E402
@@ -101,10 +101,9 @@ def main() -> None:
         key, _, value = item.partition("=")
         base[key] = json.loads(value)
     if args.start_from:
-        words = start_words(args.start_from, args.task)
-        base.update(layout=words.layout, trigger_length=len(words.words), start_words=words.words)
+        base.update(start_fields(args.start_from, args.task))
     choose = not (args.paper_suffix_only or args.start_from)
-    how = (f"searched from {words.label!r}" if args.start_from else
+    how = (f"searched from {' '.join(base['start_words'])!r} ({base['layout']})" if args.start_from else
            "paper suffix only" if args.paper_suffix_only else "layout chosen on validation")
     print(f"{args.task} on {data.name}, preset {args.preset}, options {base}, {args.threads} thread(s), {how}",
           flush=True)

@@ -73,16 +73,17 @@ def config_from_args(args) -> SearchConfig:
 def _start_from(args, overrides: dict) -> dict:
     """The layout, length and start words of ``--start-from`` (a shape of its own: it refuses a
     --layout or -l that disagrees, and a layout choice, which searches other shapes)."""
-    from .layout_ceiling import start_words
+    from .layout_ceiling import start_fields
 
-    words = start_words(args.start_from, overrides.get("task", "sequential"))
+    start = start_fields(args.start_from, overrides.get("task", "sequential"))
     if args.choose_layout:
         raise ConfigError("start_from", "--start-from fixes the layout to its words'; drop --choose-layout")
-    for name, value in (("layout", words.layout), ("trigger_length", len(words.words))):
-        if overrides.get(name, value) != value:
-            raise ConfigError(name, f"--start-from {args.start_from!r} is {words.layout} with {len(words.words)} "
-                                    f"words; drop --{name.replace('_', '-')} or give words that fit it")
-    return {"layout": words.layout, "trigger_length": len(words.words), "start_words": words.words}
+    for name in ("layout", "trigger_length"):
+        if overrides.get(name, start[name]) != start[name]:
+            raise ConfigError(name, f"--start-from {args.start_from!r} is {start['layout']} with "
+                                    f"{start['trigger_length']} words; drop --{name.replace('_', '-')} or give "
+                                    "words that fit it")
+    return start
 
 
 def cmd_search(args) -> None:

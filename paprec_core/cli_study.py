@@ -26,7 +26,7 @@ def cmd_study(args) -> None:
         lengths=args.lengths, criteria=args.criteria, layouts=args.layouts, user_positions=args.user_positions,
         test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed,
         choose_layout=args.choose_layout, restarts=args.restarts, shared_task_judge=args.shared_task_judge,
-        start_from=args.start_from,         holdout_users=args.holdout_users)
+        start_from=args.start_from, holdout_users=args.holdout_users)
     # the command line as typed (``python -m paprec_core study ...``); else the options written out
     argv = list(sys.argv[1:]) if sys.argv[1:2] == ["study"] else None
     if args.report_only:

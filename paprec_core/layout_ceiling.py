@@ -95,6 +95,13 @@ def start_words(spec: str, task: str) -> LayoutWords:
     return whole[0]
 
 
+def start_fields(spec: str, task: str) -> dict:
+    """The SearchConfig fields of a search started from :func:`start_words` (its layout, its length
+    and the words): what the CLI, the study, the Launch page and the seed bench all set."""
+    words = start_words(spec, task)
+    return {"layout": words.layout, "trigger_length": len(words.words), "start_words": words.words}
+
+
 class LayoutCeiling:
     """Scores manual prompts and layout words with the search's criterion (the surrogate of the
     config) on every example of the validation and test splits (test: ``test_users`` when given)."""

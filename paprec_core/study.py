@@ -40,7 +40,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 from .errors import ConfigError, PapRecError
-from .layout_ceiling import start_words
+from .layout_ceiling import start_fields
 from .layout_choice import PAPER_SUFFIX_ROWS, LayoutChoice, layout_options, shape_label
 from .search.config import SearchConfig
 from .search.events import Listener
@@ -136,14 +136,13 @@ def build_plan(opts: StudyOptions) -> tuple[list[Step], dict]:
         from_seen = []  # --start-from seen: one search refining the Seen prompt's words
         if opts.start_from is not None:
             try:
-                words = start_words(opts.start_from, task)
+                start = start_fields(opts.start_from, task)
             except ConfigError:  # no layout holds this task's Seen prompt (explanation): no such row
-                words = None
-            if words is not None:
+                start = None
+            if start is not None:
                 from_seen = [search(f"search/{task}/non-personalized/from-{opts.start_from}", task,
                                     f"{task} non-personalized, from the Seen prompt's words",
-                                    base_config(opts, task, layout=words.layout, trigger_length=len(words.words),
-                                                start_words=words.words))]
+                                    base_config(opts, task, **start))]
         competing = restarts or main  # every search of the task (restarts hold the main ones too)
         tested = competing["non_personalized"] + competing["personalized"] + shared + from_seen
         params = dict(test_params)

@@ -49,9 +49,9 @@ def launch_form() -> None:
                                    "start) make the search refine the hand-written prompt: they set the layout and "
                                    "l, and Compare notes the start in the prompt's row.")
     if STARTS[start_from]:
-        st.caption("Judge it on all validation users (More options): its 15 free positions overfit the quick "
-                   "preset's 400 and end below Seen on the demo's test split, measured; on all 2,000 they ended at "
-                   "or above Seen in 4 of 5 seeds.")
+        st.caption("Judge it on all validation users (More options): on demo sequential its 15 free positions "
+                   "overfit the quick preset's 400 and ended below Seen on test, measured; judged on all 2,000 "
+                   "they ended at or above Seen in 4 of 5 seeds.")
     criterion = st.selectbox("Selection criterion", CRITERIA, key="f_criterion",
                              help="surrogate: HR@5 + α·NDCG@5 (BLEU-4 + α·ROUGE-L for explanation); "
                                   "loss: the target's NLL; full: HR@10 + α·NDCG@10 from a beam of 20.")
@@ -97,13 +97,12 @@ def launch_form() -> None:
         overrides["train_examples"] = int(train_examples)
     try:
         if STARTS[start_from]:
-            from paprec_core.layout_ceiling import start_words
+            from paprec_core.layout_ceiling import start_fields
 
             if layout == CHOOSE:
                 raise PapRecError("a start from the Seen prompt's words fixes the layout to theirs: "
                                   f"choose a layout other than '{CHOOSE}', or start from random tokens")
-            words = start_words(STARTS[start_from], task)
-            overrides.update(layout=words.layout, trigger_length=len(words.words), start_words=words.words)
+            overrides.update(start_fields(STARTS[start_from], task))
         cfg = SearchConfig.preset(preset, **overrides).validate()
         for field, path in (("data", cfg.data), ("backbone", cfg.backbone)):
             if not resolve(path).exists():

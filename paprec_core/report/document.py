@@ -481,6 +481,7 @@ def _shared_judge_section(d: StudyData, task: str, add) -> None:
     if not steps:
         return
     chosen = d.shared_judge_step(task)
+
     def shape(step: str) -> tuple:
         cfg = (d.steps.get(step) or {}).get("config") or {}
         return cfg.get("layout"), cfg.get("trigger_length")
