@@ -185,6 +185,21 @@ def _describe(e: sqlite3.Error) -> str:
     return f"run store error ({msg})"
 
 
+def _use_wal(con, timeout_s: float = 30.0) -> None:
+    """Switch the file to WAL. SQLite answers 'database is locked' at once, without waiting on the
+    busy timeout, while another process holds any lock on a new file (seen: processes opening a new
+    store together), so this waits here instead."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            con.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class RunStore:
     def __init__(self, path: str | Path | None = None, owner: str | None = None):
         """``owner``: who executes the runs this object writes for (default: this process,
@@ -216,9 +231,15 @@ class RunStore:
             return (con.execute("PRAGMA user_version").fetchone()[0],
                     con.execute("PRAGMA application_id").fetchone()[0], tables)
 
-        version, app, tables = header()
+        # One read transaction: three separate reads could straddle another process's creation of
+        # the schema (seen: no tables yet but the new version, refused as a damaged store).
+        con.execute("BEGIN")
+        try:
+            version, app, tables = header()
+        finally:
+            con.execute("COMMIT")
         if not tables and version == 0 and app in (0, APPLICATION_ID):
-            con.execute("PRAGMA journal_mode=WAL")  # not allowed inside a transaction
+            _use_wal(con)  # not allowed inside a transaction
             # Tables and stamps in one transaction, decided under the write lock: another process
             # opening the store meanwhile sees either no tables or all of them, stamped (seen
             # without it: tables but version 0, refused as another application's file).
@@ -253,7 +274,7 @@ class RunStore:
                 if c not in have:
                     raise PapRecError(f"table '{table}' has no column '{c}'; the store is damaged - {_FIX}")
         if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-            con.execute("PRAGMA journal_mode=WAL")
+            _use_wal(con)
 
     # ------------------------------------------------------------------ connections
     @contextmanager

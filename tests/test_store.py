@@ -400,3 +400,47 @@ def test_a_store_being_created_never_shows_tables_without_their_stamps(tmp_path,
     monkeypatch.setattr(store_mod.sqlite3, "connect", connect)
     RunStore(db)
     assert seen and all(tables == 0 or version != 0 for tables, version in seen), seen
+
+
+def _open_store(path, errors) -> None:
+    try:
+        RunStore(path)
+    except Exception as e:  # noqa: BLE001 - reported back to the test
+        errors.put(str(e))
+
+
+def test_processes_opening_a_new_store_together_all_get_it(tmp_path):
+    """Seen before the fix, about once in a hundred opens: 'table runs is missing' (the header read in
+    three statements straddled another process's creation of the schema) and 'database is locked'
+    (SQLite refuses the switch to WAL at once while another process holds a lock)."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    for trial in range(30):
+        path = tmp_path / f"new{trial}.sqlite"
+        procs = [ctx.Process(target=_open_store, args=(path, errors)) for _ in range(4)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        assert all(p.exitcode == 0 for p in procs)
+    assert errors.empty(), errors.get()
+
+
+def test_the_switch_to_wal_waits_for_another_process_lock(tmp_path):
+    from paprec_core.store import _use_wal
+
+    db = tmp_path / "locked.sqlite"
+    holder = sqlite3.connect(db, isolation_level=None, check_same_thread=False)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("INSERT INTO t VALUES (1)")
+    releaser = threading.Timer(0.3, lambda: holder.execute("COMMIT"))
+    releaser.start()
+    con = sqlite3.connect(db, isolation_level=None)
+    with pytest.raises(sqlite3.OperationalError, match="locked"):
+        con.execute("PRAGMA journal_mode=WAL")  # what SQLite does without the wait
+    _use_wal(con)
+    assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    releaser.join()
