@@ -163,6 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--shared-user-vector", action="store_true",
                    help="learn one vector added to every user token, so that a user token is told apart "
                         "from item tokens (folded into the rows of the saved backbone)")
+    s.add_argument("--short-phrasings", action="store_true",
+                   help="also train on short argument-first phrasings that fit five suffix trigger tokens")
     s.add_argument("--device", default="auto")
     add_trust_pickle(s)
     s.set_defaults(func=cmd_pretrain)

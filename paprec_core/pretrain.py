@@ -66,7 +66,7 @@ from .data import Example, P5Dataset, split_examples, training_history
 from .errors import CheckpointError, ConfigError
 from .evaluate import flatten, evaluate_manual
 from .pretrain_config import USER_TOKEN_MODES, PretrainConfig  # noqa: F401 - re-exported
-from .prompts import MANUAL_PROMPTS, TASK_ARGS, TRAINING_PROMPTS, render, target_text
+from .prompts import MANUAL_PROMPTS, TASK_ARGS, render, target_text, training_templates
 from .tokenizer import EOS_ID, MAX_WORDS, Tokenizer, TokenizerSpec, train_tokenizer
 
 STATE_FILE = "train_state.pt"
@@ -118,7 +118,7 @@ def epoch_examples(ds: P5Dataset, tok: Tokenizer, cfg: PretrainConfig, epoch: in
     for task in cfg.tasks:
         if not ds.has_task(task):
             continue
-        prompts = [MANUAL_PROMPTS[p].template for p in TRAINING_PROMPTS[task]]
+        prompts = training_templates(task, cfg.short_phrasings)
         if task == "matching":
             # Fresh negatives every epoch, a few positives per user, and fewer
             # negatives than the test's 99: an item's score does not depend on

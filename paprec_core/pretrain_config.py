@@ -37,6 +37,7 @@ class PretrainConfig:
     sequential_user_noise: float = 0.0  # share of sequential examples shown another user's token
     trigger_noise: float = 0.0         # share of ranking examples shown as the task argument + random words
     prompt_word_dropout: float = 0.0   # chance that each word of a training phrasing is left out
+    short_phrasings: bool = False      # also train on prompts.SHORT_PHRASINGS (argument first, <= 5 words)
     explanations_per_user: int = 2
     max_history: int = 5
     word_offset_max: int = 8

@@ -60,6 +60,29 @@ TRAINING_PROMPTS = {
     for task in SEEN
 }
 
+# Short argument-first phrasings, trained on only with ``pretrain --short-phrasings``: each
+# fits the search's five suffix tokens, so a backbone trained on them has read suffix prompts
+# the search can write (the demo backbone reads only 2-s3's seven words after the argument,
+# and every suffix search ends near 2-s3's score). Their words are the manual prompts' own, so
+# the tokenizer is the same with or without them.
+SHORT_PHRASINGS = {
+    "sequential": ["{user} : \n {history} \n recommend next item",
+                   "{user} : \n {history} \n predict the next item",
+                   "{user} : \n {history} \n next item for the user",
+                   "{user} : \n {history} \n which item comes next ?"],
+    "matching": ["{user} : \n {candidates} \n pick the best item",
+                 "{user} : \n {candidates} \n recommend the most suitable item",
+                 "{user} : \n {candidates} \n which item to recommend ?"],
+    "explanation": [],
+}
+
+
+def training_templates(task: str, short_phrasings: bool = False) -> list[str]:
+    """The templates a backbone is pretrained with for ``task``."""
+    return ([MANUAL_PROMPTS[p].template for p in TRAINING_PROMPTS[task]]
+            + (SHORT_PHRASINGS[task] if short_phrasings else []))
+
+
 # The task argument an automatic prompt keeps (paper Eq. 2): only trigger tokens
 # are added around it.
 TASK_ARGS = {
