@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import statistics
 import sys
@@ -26,12 +27,34 @@ def pretrain_hint(data: Path) -> str:
 
 
 def add_demo_search_args(ap, preset: bool = True) -> None:
-    """The options every demo search bench shares: dataset, backbone, ranking task (and preset)."""
+    """The options every demo search bench shares: dataset, backbone, ranking task (and preset, with
+    ``--set FIELD=JSON`` search options over it)."""
     ap.add_argument("--data", default=str(DEFAULT_DATA))
     ap.add_argument("--backbone", default=str(DEFAULT_BACKBONE))
     ap.add_argument("--task", default="sequential", choices=["sequential", "matching"])
     if preset:
         ap.add_argument("--preset", default="quick")
+        ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                        help="a search option over the preset, e.g. val_users=null (every validation user)")
+
+
+def search_options(args) -> dict:
+    """The ``--set FIELD=JSON`` options as a dict of SearchConfig fields."""
+    from dataclasses import fields
+
+    from paprec_core.search.config import SearchConfig
+
+    known = {f.name for f in fields(SearchConfig)}
+    out = {}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        if key not in known:
+            sys.exit(f"error: --set {item}: {key!r} is not a search option; one of: {', '.join(sorted(known))}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            sys.exit(f"error: --set {item}: the value after '=' must be JSON (e.g. 400, null, true, \"prefix\")")
+    return out
 
 
 def require_data(path: str | Path) -> Path:

@@ -2,6 +2,7 @@
 
     python bench/ray_batch.py                     # 8 quick sequential searches on the demo store, 2 workers
     python bench/ray_batch.py --runs 4 --workers 2 --task matching
+    python bench/ray_batch.py --set val_users=null   # longer searches: each judged on every validation user
 
 Both columns execute the same queued runs (seeds 0..N-1 of the quick preset) through
 :func:`paprec_core.executors.run_batch`, each in a fresh store: ``local`` with one torch
@@ -30,7 +31,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import add_demo_search_args, require_backbone, require_data, set_threads
+from _common import add_demo_search_args, require_backbone, require_data, search_options, set_threads
 
 from paprec_core.executors import run_batch  # noqa: E402
 from paprec_core.search.config import SearchConfig  # noqa: E402
@@ -40,7 +41,7 @@ from paprec_core.store import RunStore  # noqa: E402
 def make_batch(store: RunStore, args, seeds=None) -> list[int]:
     """The batch's queued runs (``seeds``: default 0..runs-1)."""
     return [store.create_run(SearchConfig.preset(args.preset, data=args.data, backbone=args.backbone,
-                                                 task=args.task, seed=seed))
+                                                 task=args.task, seed=seed, **search_options(args)))
             for seed in (range(args.runs) if seeds is None else seeds)]
 
 
@@ -120,7 +121,8 @@ def main() -> None:
             seen_workers.add(worker)
         local_load = [load_seconds(local, r) for r in ids_local]
 
-    print(f"{args.runs} {args.preset} {args.task} searches on {Path(args.data).name}, 1 torch thread per run")
+    print(f"{args.runs} {args.preset} {args.task} searches on {Path(args.data).name}"
+          f"{' with ' + ', '.join(args.set) if args.set else ''}, 1 torch thread per run")
     print(f"  local, one after another: {local_wall:.1f} s")
     print(f"  ray, {args.workers} workers:        {ray_wall:.1f} s  (start-up {init_s:.1f} s + batch {batch_s:.1f} s)")
     print(f"  plain, {args.workers} processes:   {plain_wall:.1f} s  (no Ray: the bound of this machine, "

@@ -25,13 +25,12 @@ The search options (``--set field=json``) go to every run, e.g.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
 from pathlib import Path
 
-from _common import add_demo_search_args, require_backbone, require_data, set_threads
+from _common import add_demo_search_args, require_backbone, require_data, search_options, set_threads
 
 from paprec_core.compare import compare_prompts, verdicts  # noqa: E402
 from paprec_core.layout_choice import (PAPER_SUFFIX_ROW, paper_suffix_row, run_choice, shape_label,  # noqa: E402
@@ -87,7 +86,6 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--paper-suffix-only", action="store_true", help="no layout choice: the suffix layout alone")
     ap.add_argument("--personalized", action="store_true")
-    ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="a search option")
     ap.add_argument("--start-from", dest="start_from", metavar="seen|LAYOUT=WORDS",
                     help="start every search from these words (search --start-from), no layout choice")
     ap.add_argument("--threads", type=int, default=2)
@@ -96,10 +94,7 @@ def main() -> None:
     backbone = require_backbone(args.backbone, data)
     set_threads(args.threads)
     base = {"data": str(data.resolve()), "backbone": str(Path(backbone).resolve()), "task": args.task,
-            "personalized": args.personalized}
-    for item in args.set:
-        key, _, value = item.partition("=")
-        base[key] = json.loads(value)
+            "personalized": args.personalized, **search_options(args)}
     if args.start_from:
         base.update(start_fields(args.start_from, args.task))
     choose = not (args.paper_suffix_only or args.start_from)
