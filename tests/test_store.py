@@ -428,7 +428,7 @@ def test_processes_opening_a_new_store_together_all_get_it(tmp_path):
     assert errors.empty(), errors.get()
 
 
-def test_the_switch_to_wal_waits_for_another_process_lock(tmp_path):
+def test_the_switch_to_wal_waits_for_another_connections_lock(tmp_path):
     from paprec_core.store import _use_wal
 
     db = tmp_path / "locked.sqlite"
@@ -444,3 +444,5 @@ def test_the_switch_to_wal_waits_for_another_process_lock(tmp_path):
     _use_wal(con)
     assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     releaser.join()
+    con.close()
+    holder.close()
