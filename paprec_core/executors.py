@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import os
 import time
+import uuid
 from collections.abc import Callable
 
 from .errors import ConfigError
@@ -262,8 +263,14 @@ class SearchWorker:
     worker processes for 8 runs on 2 CPUs, each loading torch); an actor pool runs exactly as many
     searches as it has workers, and each worker keeps its data and backbone for the next run."""
 
-    def __init__(self, writer, threads: int, trust_pickle: bool):
-        self.writer, self.threads, self.trust_pickle = writer, threads, trust_pickle
+    def __init__(self, writer_name: str, threads: int, trust_pickle: bool):
+        import ray
+
+        # the writer by its name, not its handle: a handle among an actor's constructor arguments
+        # lives in the object store, and Ray warns that a restart (our retry after a worker's
+        # death) fails if that copy is lost; a name is looked up again by the restarted worker
+        self.writer = ray.get_actor(writer_name)
+        self.threads, self.trust_pickle = threads, trust_pickle
 
     def run(self, run_id: int) -> str:
         return _ray_run(self.writer, run_id, self.threads, self.trust_pickle)
@@ -283,13 +290,14 @@ def _run_on_ray(store: RunStore, run_ids: list[int], address: str | None, worker
         else:
             ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False)
     node = ray.get_runtime_context().get_node_id()
+    writer_name = f"paprec-store-writer-{uuid.uuid4().hex}"  # one per batch: batches may share a cluster
     writer = ray.remote(StoreWriter).options(
-        num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False)
+        name=writer_name, num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False)
     ).remote(str(store.path))
     n_workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
     # a worker that dies is restarted and its run retried, resuming from the last completed round
     pool = ray.remote(SearchWorker).options(num_cpus=1, max_restarts=MAX_RETRIES, max_task_retries=MAX_RETRIES)
-    idle = [pool.remote(writer, threads, trust_pickle) for _ in range(min(n_workers, len(run_ids)))]
+    idle = [pool.remote(writer_name, threads, trust_pickle) for _ in range(min(n_workers, len(run_ids)))]
     actors = list(idle)
     queue = longest_first(store, run_ids)
     busy: dict = {}
