@@ -3,6 +3,7 @@
     python bench/ray_batch.py                     # 8 quick sequential searches on the demo store, 2 workers
     python bench/ray_batch.py --runs 4 --workers 2 --task matching
     python bench/ray_batch.py --set val_users=null   # longer searches: each judged on every validation user
+    python bench/ray_batch.py --takes 3              # three takes of the three columns, and the median ratio
 
 Both columns execute the same queued runs (seeds 0..N-1 of the quick preset) through
 :func:`paprec_core.executors.run_batch`, each in a fresh store: ``local`` with one torch
@@ -18,7 +19,10 @@ A third column runs the same batch on two plain Python processes (``multiprocess
 each half of the runs in a store of its own): the most any 2-worker executor can get from this
 machine. When two single-thread searches slow each other down (shared caches and memory
 bandwidth, or virtual cores that share a physical one), that column shows it, and the Ray
-column can be read against it (``ray / plain``: what Ray itself costs).
+column can be read against it (``ray / plain``: what Ray itself costs). Each parallel column's
+time is split from the store's timestamps into the runs' own time, summed, and the tail: how
+long one worker idled at the end while the other finished its last run (which worker gets which
+run follows the timings, so the tail changes from take to take; ``--takes N`` repeats it all).
 """
 
 from __future__ import annotations
@@ -66,11 +70,32 @@ def plain_processes(tmp: Path, args) -> tuple[float, list[list[str]]]:
     if any(proc.exitcode != 0 for proc in procs):
         sys.exit("error: a plain worker process failed (its traceback is above)")
     prompts: dict[int, list[str]] = {}
+    spans = []
     for path, seeds in zip(paths, shares):
         store = RunStore(path)
-        for rid, seed in zip(sorted(r["id"] for r in store.list_runs()), seeds):
+        ids = sorted(r["id"] for r in store.list_runs())
+        for rid, seed in zip(ids, seeds):
             prompts[seed] = store.last_state(rid)["task_tokens"]
-    return wall, [prompts[s] for s in range(args.runs)]
+        spans += run_spans(store, ids)
+    return wall, [prompts[s] for s in range(args.runs)], spans
+
+
+def run_spans(store: RunStore, ids: list[int]) -> list[tuple[str, float, float]]:
+    """(worker, first event, last event) of each run: where a parallel column's time went."""
+    out = []
+    for rid in ids:
+        events = store.events(rid)
+        out.append((store.get_run(rid)["owner"], events[0]["time"], events[-1]["time"]))
+    return out
+
+
+def split_of(spans: list[tuple[str, float, float]]) -> tuple[float, float]:
+    """The runs' own time summed over the batch, and how long the first worker to finish then
+    waited for the last (the batch's tail: one worker idle while the other ends its last run)."""
+    ends: dict[str, float] = {}
+    for worker, _, end in spans:
+        ends[worker] = max(ends.get(worker, end), end)
+    return sum(end - start for _, start, end in spans), max(ends.values()) - min(ends.values())
 
 
 def load_seconds(store: RunStore, rid: int) -> float:
@@ -80,15 +105,8 @@ def load_seconds(store: RunStore, rid: int) -> float:
     return phases[1]["time"] - phases[0]["time"] if len(phases) > 1 else float("nan")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_demo_search_args(ap)
-    ap.add_argument("--runs", type=int, default=8)
-    ap.add_argument("--workers", type=int, default=2)
-    args = ap.parse_args()
-    args.data = str(require_data(args.data).resolve())
-    args.backbone = str(Path(require_backbone(args.backbone, Path(args.data))).resolve())
-    set_threads(1)
+def one_take(args) -> dict:
+    """The batch in all three columns, each in fresh stores: wall times and what Ray adds."""
     import ray
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -107,9 +125,8 @@ def main() -> None:
         run_batch(remote, ids_ray, "ray", threads=1)
         batch_s = time.perf_counter() - t1
         ray.shutdown()
-        ray_wall = init_s + batch_s
 
-        plain_wall, plain_prompts = plain_processes(Path(tmp), args)
+        plain_wall, plain_prompts, plain_spans = plain_processes(Path(tmp), args)
 
         local_prompts = [local.last_state(a)["task_tokens"] for a in ids_local]
         same = local_prompts == [remote.last_state(b)["task_tokens"] for b in ids_ray] == plain_prompts
@@ -120,20 +137,62 @@ def main() -> None:
             (cached if worker in seen_workers else first_of_worker).append(load_seconds(remote, rid))
             seen_workers.add(worker)
         local_load = [load_seconds(local, r) for r in ids_local]
+        local_runs = split_of(run_spans(local, ids_local))[0]
+        ray_split, plain_split = split_of(run_spans(remote, ids_ray)), split_of(plain_spans)
+    return {"local": local_wall, "init": init_s, "batch": batch_s, "ray": init_s + batch_s, "plain": plain_wall,
+            "same": same, "first_of_worker": first_of_worker, "cached": cached, "local_load": local_load,
+            "local_runs": local_runs, "ray_split": ray_split, "plain_split": plain_split}
 
-    print(f"{args.runs} {args.preset} {args.task} searches on {Path(args.data).name}"
-          f"{' with ' + ', '.join(args.set) if args.set else ''}, 1 torch thread per run")
-    print(f"  local, one after another: {local_wall:.1f} s")
-    print(f"  ray, {args.workers} workers:        {ray_wall:.1f} s  (start-up {init_s:.1f} s + batch {batch_s:.1f} s)")
-    print(f"  plain, {args.workers} processes:   {plain_wall:.1f} s  (no Ray: the bound of this machine, "
-          f"plain / local = {plain_wall / local_wall:.2f}; ray / plain = {ray_wall / plain_wall:.2f})")
-    print(f"  same prompts in all three columns: {same}")
+
+def print_take(args, t: dict) -> None:
+    local_load, cached = t["local_load"], t["cached"]
+    print(f"  local, one after another: {t['local']:.1f} s")
+    print(f"  ray, {args.workers} workers:        {t['ray']:.1f} s  (start-up {t['init']:.1f} s + batch {t['batch']:.1f} s)")
+    print(f"  plain, {args.workers} processes:   {t['plain']:.1f} s  (no Ray: the bound of this machine, "
+          f"plain / local = {t['plain'] / t['local']:.2f}; ray / plain = {t['ray'] / t['plain']:.2f})")
+    print(f"  same prompts in all three columns: {t['same']}")
     print(f"  loading data + backbone per run: local first {local_load[0]:.2f} s, then "
           f"{statistics.median(local_load[1:]) if len(local_load) > 1 else float('nan'):.2f} s (cached); ray: first "
-          f"run of each worker {statistics.median(first_of_worker):.2f} s (x{len(first_of_worker)} workers), "
+          f"run of each worker {statistics.median(t['first_of_worker']):.2f} s (x{len(t['first_of_worker'])} workers), "
           f"other runs {statistics.median(cached) if cached else float('nan'):.2f} s (cached in the worker)")
-    print(f"  per-run overhead Ray adds (start-up spread over the runs): {init_s / args.runs:.2f} s")
-    print(f"ratio={ray_wall / local_wall:.2f}  (ray / local; target <= 0.6 on 2 cores)")
+    print(f"  per-run overhead Ray adds (start-up spread over the runs): {t['init'] / args.runs:.2f} s")
+    (ray_runs, ray_tail), (plain_runs, plain_tail) = t["ray_split"], t["plain_split"]
+    print(f"  the runs' own time, summed: local {t['local_runs']:.1f} s, ray {ray_runs:.1f} s, plain {plain_runs:.1f} s "
+          f"(first event to last, each run); one worker idle at the end: "
+          f"ray {ray_tail:.1f} s, plain {plain_tail:.1f} s")
+    print(f"  ratio={t['ray'] / t['local']:.2f}  (ray / local)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_demo_search_args(ap)
+    ap.add_argument("--runs", type=int, default=8)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--takes", type=int, default=1,
+                    help="measure the three columns this many times (the ratio varies from take to take: which "
+                         "worker gets which run, and so how long one idles at the end, follows the timings)")
+    args = ap.parse_args()
+    if args.takes < 1:
+        sys.exit("error: --takes must be 1 or more")
+    args.data = str(require_data(args.data).resolve())
+    args.backbone = str(Path(require_backbone(args.backbone, Path(args.data))).resolve())
+    set_threads(1)
+
+    print(f"{args.runs} {args.preset} {args.task} searches on {Path(args.data).name}"
+          f"{' with ' + ', '.join(args.set) if args.set else ''}, 1 torch thread per run", flush=True)
+    ratios = []
+    for k in range(args.takes):
+        take = one_take(args)
+        if args.takes > 1:
+            print(f"take {k + 1} of {args.takes}")
+        print_take(args, take)
+        sys.stdout.flush()
+        ratios.append(take["ray"] / take["local"])
+    if args.takes > 1:
+        print(f"ratios by take: {', '.join(f'{r:.2f}' for r in ratios)}; median {statistics.median(ratios):.2f}, "
+              f"worst {max(ratios):.2f}")
+    print(f"ratio={statistics.median(ratios):.2f}  (ray / local{', median of the takes' if args.takes > 1 else ''}; "
+          "target <= 0.6 on 2 cores)")
 
 
 if __name__ == "__main__":

@@ -6,8 +6,8 @@ the two executors differ only in who runs each :func:`~paprec_core.runner.execut
 
 The Ray executor, in a few lines:
 
-- **One writer.** A :class:`StoreWriter` actor, pinned to the driver's node, owns the
-  SQLite file. Workers anywhere never open it: :class:`RemoteStore` gives
+- **One writer.** A :class:`StoreWriter` actor, pinned to the driver's node and named once per
+  batch (workers look it up by that name), owns the SQLite file. Workers anywhere never open it: :class:`RemoteStore` gives
   ``execute_run`` the few store methods it calls (read the run, roll back a partial
   round, set the status, write events), each forwarded to the actor. Events go in
   order, in batches at most ``FLUSH_S`` old (a round's end at once), while the
