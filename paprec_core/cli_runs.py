@@ -480,6 +480,10 @@ def register(sub) -> None:
     s.add_argument("--warmup-rounds", dest="warmup_rounds", type=int,
                    help="judge the first N rounds by the loss, then by the criterion (default 0, the paper's "
                         "rule: a random start often scores 0 on the surrogate, which gives nothing to climb)")
+    s.add_argument("--tie-break", dest="tie_break", choices=["none", "loss"],
+                   help="a task round whose best candidate scores exactly the current prompt's score: keep the "
+                        "prompt (none, the paper's rule) or take the lower validation loss (loss; also among "
+                        "tied candidates)")
     s.add_argument("--shared-task-judge", dest="shared_task_judge", action="store_true", default=None,
                    help="personalized: judge task swaps with every user at the default token, not with the "
                         "user tokens fitted to the current task tokens (not the paper's loop)")

@@ -22,7 +22,7 @@ def cmd_study(args) -> None:
         data=args.data, backbone=args.backbone, out=args.out, store=args.store, preset=args.preset,
         tasks=args.tasks, ablations=args.ablations, ablation_task=args.ablation_task, repetitions=args.repetitions,
         budget_rounds=args.budget_rounds, criterion=args.criterion, trigger_length=args.trigger_length,
-        candidates=args.candidates, warmup_rounds=args.warmup_rounds, val_users=args.val_users,
+        candidates=args.candidates, warmup_rounds=args.warmup_rounds, tie_break=args.tie_break, val_users=args.val_users,
         lengths=args.lengths, criteria=args.criteria, layouts=args.layouts, user_positions=args.user_positions,
         test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed,
         choose_layout=args.choose_layout, restarts=args.restarts, shared_task_judge=args.shared_task_judge,
@@ -94,6 +94,9 @@ def register(sub) -> None:
     s.add_argument("--warmup-rounds", dest="warmup_rounds", type=int, default=0,
                    help="every search judges its first N rounds by the loss, then by the criterion (default 0, "
                         "the paper's rule; the search's --warmup-rounds)")
+    s.add_argument("--tie-break", dest="tie_break", default="none", choices=["none", "loss"],
+                   help="every search breaks exact ties of the criterion by the validation loss (loss) or keeps "
+                        "the current prompt (none, default: the paper's rule; the search's --tie-break)")
     s.add_argument("--val-users", dest="val_users", type=_val_users, metavar="N|all",
                    help="validation users every search judges on (default: the preset's; 'all', as the paper)")
     s.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="Fig. 3 grid")

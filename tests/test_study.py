@@ -134,6 +134,12 @@ def test_the_studys_k_reaches_every_search_and_its_command():
     assert {s.config.get("warmup_rounds") for s in build_plan(warm)[0] if s.kind == "search"
             and s.config["criterion"] != "loss"} == {15}
     assert "--warmup-rounds" in warm.command()
+    ties = StudyOptions(data="d", backbone="b", tasks=["sequential"], tie_break="loss").validate()
+    assert {s.config.get("tie_break") for s in build_plan(ties)[0] if s.kind == "search"
+            and s.config["criterion"] != "loss"} == {"loss"}  # the loss row of the criterion ablation has no ties to break
+    assert ties.command()[ties.command().index("--tie-break") + 1] == "loss"
+    with pytest.raises(ConfigError, match="tie_break"):
+        StudyOptions(data="d", backbone="b", tie_break="coin").validate()
     with pytest.raises(ConfigError, match="candidates"):
         StudyOptions(data="d", backbone="b", candidates=0).validate()
 

@@ -12,6 +12,7 @@ USER_POSITIONS = ("end", "between", "before")
 CRITERIA = ("surrogate", "loss", "full")
 RANKINGS = ("fast", "beam")
 GRADIENT_ROWS = ("all", "latest")
+TIE_BREAKS = ("none", "loss")
 
 # Presets a user picks by name; explicit options override them.
 PRESETS = {
@@ -59,6 +60,12 @@ class SearchConfig:
     # hit rates, so the surrogate gives a search nothing to climb; the loss does (not the paper's
     # protocol: its own row).
     warmup_rounds: int = 0
+    # What decides a task round whose best candidates score exactly what the current prompt scores
+    # ("none": the tie keeps the current prompt, the paper's rule; "loss": the lower validation loss
+    # wins, among tied candidates too). At hit rates of a few per cent most swaps change no hit on
+    # the judged users, so the surrogate ties and says nothing; the loss still ranks them (not the
+    # paper's rule: its own row).
+    tie_break: str = "none"
     # Personalized: judge a task swap on the task tokens alone, every user at the default token
     # (False: with each user's own token, the paper's loop). Measured on Sports: a user token is
     # kept when it turns that user's one validation example into a hit, so it fits the task
@@ -111,6 +118,7 @@ class SearchConfig:
         choose("criterion", CRITERIA)
         choose("ranking", RANKINGS)
         choose("gradient_rows", GRADIENT_ROWS)
+        choose("tie_break", TIE_BREAKS)
         for name in ("trigger_length", "candidates", "max_epochs", "batch_size", "patience"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
@@ -146,6 +154,9 @@ class SearchConfig:
         if self.warmup_rounds and self.criterion == "loss":
             raise ConfigError("warmup_rounds", "a warm-up judges by the loss before the criterion: with criterion "
                                                "'loss' there is nothing to warm up; set one of them")
+        if self.tie_break == "loss" and self.criterion == "loss":
+            raise ConfigError("tie_break", "with criterion 'loss' the loss already decides; a loss tie-break "
+                                           "needs another criterion, or tie_break 'none'")
         for name in ("train_examples", "val_users", "max_rounds"):
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):

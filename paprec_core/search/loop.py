@@ -105,6 +105,11 @@ def clear_gain(new: np.ndarray, current: np.ndarray, z: float) -> bool:
     return gain > z * float(d.std(ddof=1)) / np.sqrt(len(d))
 
 
+def _same(a: float, b: float) -> bool:
+    """Equal criterion means: the same per-row values summed in another order differ in the last bits."""
+    return abs(float(a) - float(b)) <= 1e-12
+
+
 class Search:
     def __init__(self, cfg: SearchConfig, backbone: Backbone, ds: P5Dataset,
                  listener: Listener | None = None, should_stop=None):
@@ -125,8 +130,9 @@ class Search:
             train = {u: rows[-1:] for u, rows in train.items()}
         self.train = build_slotted(flatten(train), backbone, ds, cfg)
         self.scorer = Scorer(backbone, self.val, cfg, ds.n_items)
-        self.warmup_scorer = (Scorer(backbone, self.val, replace(cfg, criterion="loss"), ds.n_items)
-                              if cfg.warmup_rounds else None)
+        # the loss judges a warm-up and breaks ties of the criterion
+        self.loss_scorer = (Scorer(backbone, self.val, replace(cfg, criterion="loss"), ds.n_items)
+                            if cfg.warmup_rounds or cfg.tie_break == "loss" else None)
         self.allowed_task = allowed_vocabulary(self.tok, cfg.exclude_numbers_task)
         self.allowed_user = allowed_vocabulary(self.tok, cfg.exclude_numbers_user)
         self.default_user = default_user_token(self.tok)
@@ -148,7 +154,7 @@ class Search:
 
     def judge(self, state: SearchState) -> Scorer:
         """The scorer of this phase: the loss while warming up, then the run's criterion."""
-        return self.warmup_scorer if state.warming_up else self.scorer
+        return self.loss_scorer if state.warming_up else self.scorer
 
     def _warmup_over(self, state: SearchState) -> bool:
         """Warming up, with its rounds spent or nothing left to gain by the loss."""
@@ -318,11 +324,20 @@ class Search:
                 best_token, best_scores = token, scores
         old = state.task_tokens[pos]
         accepted = best_scores is not None and clear_gain(best_scores, bar, cfg.accept_z)
+        swap = {}
+        if cfg.tie_break == "loss" and not state.warming_up and best_scores is not None:
+            tied = [t for t, s in zip(cands, result.full) if s is not None and _same(s.mean(), best_scores.mean())]
+            with_bar = _same(best_scores.mean(), bar.mean())  # then the loss decides, not a rounding error
+            if with_bar or (accepted and len(tied) > 1):
+                token, swap = self._loss_tie_break(state, pos, tied, judge_table, with_bar)
+                accepted = token is not None
+                if accepted:
+                    best_token, best_scores = token, result.full[cands.index(token)]
         self.emit(Event("swap", r, {
             "position": pos, "old": self.tok.piece(old), "new": self.tok.piece(best_token),
             # the two scores of one scale: with shared_task_judge both are the task tokens alone
             "old_id": old, "new_id": best_token, "old_score": float(bar.mean()),
-            "new_score": float(best_scores.mean()), "accepted": accepted}))
+            "new_score": float(best_scores.mean()), "accepted": accepted, **swap}))
         state.task_rounds += 1
         if accepted:
             state.task_tokens[pos] = best_token
@@ -344,6 +359,23 @@ class Search:
                 state.failed_passes += 1
                 state.task_converged = state.failed_passes >= cfg.patience
                 state.untried = list(range(cfg.trigger_length))
+
+    def _loss_tie_break(self, state: SearchState, pos: int, tied: list[int], table,
+                        with_bar: bool) -> tuple[int | None, dict]:
+        """The tied candidate of lowest mean validation loss, and the losses for the swap event;
+        when the tie is with the current prompt, the candidate only if its loss is below the
+        prompt's (None otherwise)."""
+        def loss(tokens) -> float:
+            return -float(self.loss_scorer.per_example(tokens, table, should_stop=self.should_stop).mean())
+
+        losses = {t: loss(state.task_tokens[:pos] + [t] + state.task_tokens[pos + 1:]) for t in tied}
+        token = min(losses, key=losses.get)  # the first of equal losses: gradient order, as without a tie-break
+        info = {"tie_break": {"tied": len(tied), "new_loss": losses[token]}}
+        if with_bar:
+            info["tie_break"]["old_loss"] = current = loss(state.task_tokens)
+            if not losses[token] < current:
+                return None, info
+        return token, info
 
     def _user_round(self, state: SearchState, rng: np.random.Generator) -> None:
         cfg, r = self.cfg, state.round + 1
