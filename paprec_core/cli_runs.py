@@ -419,8 +419,10 @@ def cmd_show(args) -> None:
              if cfg.personalized else ""))
     for e in accepted[-10:]:
         d = e["data"]
+        tie = d.get("tie_break") or {}
         print(f"  round {e['round']}: slot {d['position']} {d['old']} -> {d['new']}  "
-              f"{d['old_score']:.4f} -> {d['new_score']:.4f}")
+              f"{d['old_score']:.4f} -> {d['new_score']:.4f}"
+              + (f"  (tie, loss {tie['old_loss']:.4f} -> {tie['new_loss']:.4f})" if "old_loss" in tie else ""))
 
     results = store.results(args.run_id)
     if results:

@@ -66,6 +66,9 @@ def test_score_curve_swap_log_and_last_decision():
     assert views.last_decision(EVENTS[:3]) == \
         "Last round 1: position 1, b → x, score 0.1000 → 0.2000 (kept)"
     assert views.swap_log([]).empty and views.last_decision([]) is None
+    tie = ev(10, "swap", 5, 109.0, position=0, old="\u2581a", new="\u2581z", old_score=0.26, new_score=0.26,
+             accepted=True, tie_break={"tied": 2, "old_loss": 3.5, "new_loss": 3.25})
+    assert views.swap_log([tie]).iloc[0]["kept"] == "✓ kept (tie, loss 3.5000 → 3.2500)"
 
 
 def test_progress_estimate_and_text():
