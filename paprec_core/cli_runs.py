@@ -17,8 +17,9 @@ from pathlib import Path
 
 from .cli_common import add_executor_args, add_trust_pickle, int_or_all, print_table
 from .errors import ConfigError, PapRecError
-from .search.events import seen_reference
-from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, USER_POSITIONS, SearchConfig, round_budget
+from .search.events import seen_reference, tie_note
+from .search.config import (CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, TIE_BREAKS, USER_POSITIONS, SearchConfig,
+                            round_budget)
 
 _ALL = object()  # "--train-examples all": explicitly no limit (overrides a preset)
 
@@ -419,10 +420,8 @@ def cmd_show(args) -> None:
              if cfg.personalized else ""))
     for e in accepted[-10:]:
         d = e["data"]
-        tie = d.get("tie_break") or {}
         print(f"  round {e['round']}: slot {d['position']} {d['old']} -> {d['new']}  "
-              f"{d['old_score']:.4f} -> {d['new_score']:.4f}"
-              + (f"  (tie, loss {tie['old_loss']:.4f} -> {tie['new_loss']:.4f})" if "old_loss" in tie else ""))
+              f"{d['old_score']:.4f} -> {d['new_score']:.4f}{tie_note(d)}")
 
     results = store.results(args.run_id)
     if results:
@@ -482,7 +481,7 @@ def register(sub) -> None:
     s.add_argument("--warmup-rounds", dest="warmup_rounds", type=int,
                    help="judge the first N rounds by the loss, then by the criterion (default 0, the paper's "
                         "rule: a random start often scores 0 on the surrogate, which gives nothing to climb)")
-    s.add_argument("--tie-break", dest="tie_break", choices=["none", "loss"],
+    s.add_argument("--tie-break", dest="tie_break", choices=list(TIE_BREAKS),
                    help="a task round whose best candidate scores exactly the current prompt's score: keep the "
                         "prompt (none, the paper's rule) or take the lower validation loss (loss; also among "
                         "tied candidates)")

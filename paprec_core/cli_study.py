@@ -10,7 +10,7 @@ import sys
 from .cli_common import add_executor_args, add_trust_pickle, int_or_all
 from .errors import PapRecError
 from .holdout import DEFAULT_HOLDOUT_USERS
-from .search.config import CRITERIA, LAYOUTS, RANKINGS, TASKS, USER_POSITIONS
+from .search.config import CRITERIA, LAYOUTS, RANKINGS, TASKS, TIE_BREAKS, USER_POSITIONS
 from .study_options import DEFAULT_CRITERIA, DEFAULT_LENGTHS, START_FROM, STUDY_PRESETS, StudyOptions
 
 
@@ -94,7 +94,7 @@ def register(sub) -> None:
     s.add_argument("--warmup-rounds", dest="warmup_rounds", type=int, default=0,
                    help="every search judges its first N rounds by the loss, then by the criterion (default 0, "
                         "the paper's rule; the search's --warmup-rounds)")
-    s.add_argument("--tie-break", dest="tie_break", default="none", choices=["none", "loss"],
+    s.add_argument("--tie-break", dest="tie_break", default="none", choices=list(TIE_BREAKS),
                    help="every search breaks exact ties of the criterion by the validation loss (loss) or keeps "
                         "the current prompt (none, default: the paper's rule; the search's --tie-break)")
     s.add_argument("--val-users", dest="val_users", type=_val_users, metavar="N|all",

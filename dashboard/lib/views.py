@@ -18,6 +18,7 @@ from datetime import datetime
 import pandas as pd
 
 from paprec_core.search.config import round_budget, rounds_per_epoch
+from paprec_core.search.events import tie_note
 
 ACTIVE = ("queued", "running")
 DEFAULT_USER_PIECE = "?"
@@ -322,7 +323,7 @@ def swap_log(events: list[dict], limit: int = 200) -> pd.DataFrame:
             rows.append({"round": e["round"], "position": str(d["position"]),
                          "change": f"{piece_text(d['old'])} → {piece_text(d['new'])}",
                          "score": f"{fmt_score(d.get('old_score'))} → {fmt_score(d.get('new_score'))}",
-                         "kept": ("✓ kept" if d.get("accepted") else "✗ rejected") + _tie_note(d)})
+                         "kept": ("✓ kept" if d.get("accepted") else "✗ rejected") + tie_note(d, "→")})
         elif e["kind"] == "user_update":
             rows.append({"round": e["round"], "position": "[T_u]",
                          "change": f"{d.get('changed', 0)} of {d.get('users', 0)} users got a new token",
@@ -330,14 +331,6 @@ def swap_log(events: list[dict], limit: int = 200) -> pd.DataFrame:
                          "kept": "✓ kept" if d.get("changed") else "✗ none better"})
     rows.reverse()
     return pd.DataFrame(rows[:limit], columns=["round", "position", "change", "score", "kept"])
-
-
-def _tie_note(swap: dict) -> str:
-    """What decided a tie with the current prompt (search --tie-break loss): the validation loss."""
-    tie = swap.get("tie_break") or {}
-    if "old_loss" not in tie:
-        return ""
-    return f" (tie, loss {tie['old_loss']:.4f} → {tie['new_loss']:.4f})"
 
 
 def last_decision(events: list[dict]) -> str | None:

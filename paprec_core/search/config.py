@@ -62,9 +62,9 @@ class SearchConfig:
     warmup_rounds: int = 0
     # What decides a task round whose best candidates score exactly what the current prompt scores
     # ("none": the tie keeps the current prompt, the paper's rule; "loss": the lower validation loss
-    # wins, among tied candidates too). At hit rates of a few per cent most swaps change no hit on
-    # the judged users, so the surrogate ties and says nothing; the loss still ranks them (not the
-    # paper's rule: its own row).
+    # wins, among tied candidates too). Where every prompt scores 0 (a random start on sparse data)
+    # the surrogate says nothing and the loss still ranks them; measured, exact ties are rare
+    # otherwise (none in 89 Sports rounds on 4,000 users). Not the paper's rule: its own row.
     tie_break: str = "none"
     # Personalized: judge a task swap on the task tokens alone, every user at the default token
     # (False: with each user's own token, the paper's loop). Measured on Sports: a user token is

@@ -11,7 +11,9 @@ Kinds and their ``data``:
 - ``candidate``: one candidate scored (position or 'user', token, score); task rounds add
   ``rows`` (validation rows it was scored on) and ``dropped`` (ruled out by racing on a
   subset, so ``score`` is the subset's mean)
-- ``swap``: one task-token round decided: position, old/new token, old/new score, accepted
+- ``swap``: one task-token round decided: position, old/new token, old/new score, accepted; with
+  ``tie_break`` 'loss', a tie decided by the loss adds ``tie_break`` (tied candidates, their lowest
+  loss, and the current prompt's loss when the tie was with it)
 - ``user_update``: one user-token round decided: users changed, score before/after, new tokens
 - ``validation``: validation metrics of the current prompt after an accepted update
 - ``round_end``: the state after a completed round (what resume restarts from); always the
@@ -57,6 +59,15 @@ def references_of(events: list[dict]) -> dict[str, float]:
     ``run_start`` event, as the store returns events), on the run's own validation users."""
     start = next((e for e in events if e["kind"] == "run_start"), None)
     return dict(start["data"].get("references") or {}) if start else {}
+
+
+def tie_note(swap: dict, arrow: str = "->") -> str:
+    """' (tie, loss a -> b)' for a ``swap`` whose tie with the current prompt the validation loss
+    decided (``tie_break``), else ''."""
+    tie = swap.get("tie_break") or {}
+    if "old_loss" not in tie:
+        return ""
+    return f" (tie, loss {tie['old_loss']:.4f} {arrow} {tie['new_loss']:.4f})"
 
 
 def seen_reference(events: list[dict]) -> float | None:
