@@ -18,8 +18,8 @@ from pathlib import Path
 from .cli_common import add_executor_args, add_trust_pickle, int_or_all, print_table
 from .errors import ConfigError, PapRecError
 from .search.events import seen_reference, tie_note
-from .search.config import (CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, TIE_BREAKS, USER_POSITIONS, SearchConfig,
-                            round_budget)
+from .search.config import (CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, TIE_BREAKS, USER_POSITIONS, VOCABULARIES,
+                            SearchConfig, round_budget)
 
 _ALL = object()  # "--train-examples all": explicitly no limit (overrides a preset)
 
@@ -485,6 +485,10 @@ def register(sub) -> None:
                    help="a task round whose best candidate scores exactly the current prompt's score: keep the "
                         "prompt (none, the paper's rule) or take the lower validation loss (loss; also among "
                         "tied candidates)")
+    s.add_argument("--vocabulary", choices=list(VOCABULARIES),
+                   help="draw trigger tokens from all whole-word pieces (all, the paper's V) or from those the "
+                        "backbone read in pretraining (read: on a backbone trained on sequential and matching, its "
+                        "training phrasings' words; not the paper's rule)")
     s.add_argument("--shared-task-judge", dest="shared_task_judge", action="store_true", default=None,
                    help="personalized: judge task swaps with every user at the default token, not with the "
                         "user tokens fitted to the current task tokens (not the paper's loop)")

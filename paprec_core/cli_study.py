@@ -10,7 +10,7 @@ import sys
 from .cli_common import add_executor_args, add_trust_pickle, int_or_all
 from .errors import PapRecError
 from .holdout import DEFAULT_HOLDOUT_USERS
-from .search.config import CRITERIA, LAYOUTS, RANKINGS, TASKS, TIE_BREAKS, USER_POSITIONS
+from .search.config import CRITERIA, LAYOUTS, RANKINGS, TASKS, TIE_BREAKS, USER_POSITIONS, VOCABULARIES
 from .study_options import DEFAULT_CRITERIA, DEFAULT_LENGTHS, START_FROM, STUDY_PRESETS, StudyOptions
 
 
@@ -22,7 +22,8 @@ def cmd_study(args) -> None:
         data=args.data, backbone=args.backbone, out=args.out, store=args.store, preset=args.preset,
         tasks=args.tasks, ablations=args.ablations, ablation_task=args.ablation_task, repetitions=args.repetitions,
         budget_rounds=args.budget_rounds, criterion=args.criterion, trigger_length=args.trigger_length,
-        candidates=args.candidates, warmup_rounds=args.warmup_rounds, tie_break=args.tie_break, val_users=args.val_users,
+        candidates=args.candidates, warmup_rounds=args.warmup_rounds, tie_break=args.tie_break, vocabulary=args.vocabulary,
+        val_users=args.val_users,
         lengths=args.lengths, criteria=args.criteria, layouts=args.layouts, user_positions=args.user_positions,
         test_users=args.test_users, ranking=args.ranking, device=args.device, seed=args.seed,
         choose_layout=args.choose_layout, restarts=args.restarts, shared_task_judge=args.shared_task_judge,
@@ -97,6 +98,9 @@ def register(sub) -> None:
     s.add_argument("--tie-break", dest="tie_break", default="none", choices=list(TIE_BREAKS),
                    help="every search breaks exact ties of the criterion by the validation loss (loss) or keeps "
                         "the current prompt (none, default: the paper's rule; the search's --tie-break)")
+    s.add_argument("--vocabulary", default="all", choices=list(VOCABULARIES),
+                   help="every search draws trigger tokens from all whole-word pieces (all, default: the paper's V) "
+                        "or from those the backbone read in pretraining (read; the search's --vocabulary)")
     s.add_argument("--val-users", dest="val_users", type=_val_users, metavar="N|all",
                    help="validation users every search judges on (default: the preset's; 'all', as the paper)")
     s.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="Fig. 3 grid")

@@ -216,10 +216,13 @@ def _num(x) -> float | None:
 # --------------------------------------------------------------------------- the comparison
 
 
-def start_note(cfg: SearchConfig) -> str:
-    """What a row's prompt text says of a search that did not start from random tokens (the
-    paper's start): the words it refined, so no reader takes it for the paper's protocol."""
-    return f"  (searched from the words: {' '.join(cfg.start_words)})" if cfg.start_words else ""
+def protocol_note(cfg: SearchConfig) -> str:
+    """What a row's prompt text says of a search that left the paper's protocol in how it drew its
+    tokens: the words it started from instead of random tokens, and a vocabulary narrowed to the
+    pieces the backbone read, so no reader takes it for the paper's protocol."""
+    notes = ([f"searched from the words: {' '.join(cfg.start_words)}"] if cfg.start_words else []) + (
+        ["trigger pieces: those the backbone read"] if cfg.vocabulary == "read" else [])
+    return f"  ({'; '.join(notes)})" if notes else ""
 
 
 def compare_prompts(backbone: Backbone, ds: P5Dataset, cfg: SearchConfig | dict, state: dict,
@@ -261,16 +264,16 @@ def compare_prompts(backbone: Backbone, ds: P5Dataset, cfg: SearchConfig | dict,
     if cfg.personalized:
         default = default_user_token(tok)
         say(f"evaluating {TASK_ONLY_ROW}")
-        rows.append((TASK_ONLY_ROW, prompt_text(cfg, tok, task_tokens, default) + start_note(cfg),
+        rows.append((TASK_ONLY_ROW, prompt_text(cfg, tok, task_tokens, default) + protocol_note(cfg),
                      run_all(lambda exs: learned_inputs(exs, backbone, ds, cfg, task_tokens, {}))))
         say(f"evaluating {PERSONAL_ROW}")
         text = (prompt_text(cfg, tok, task_tokens) + f"  ({len(user_tokens)} users with their own token, others '?')"
-                + start_note(cfg))
+                + protocol_note(cfg))
         rows.append((PERSONAL_ROW, text,
                      run_all(lambda exs: learned_inputs(exs, backbone, ds, cfg, task_tokens, user_tokens))))
     else:
         say(f"evaluating {LEARNED_ROW}")
-        rows.append((LEARNED_ROW, prompt_text(cfg, tok, task_tokens) + start_note(cfg),
+        rows.append((LEARNED_ROW, prompt_text(cfg, tok, task_tokens) + protocol_note(cfg),
                      run_all(lambda exs: learned_inputs(exs, backbone, ds, cfg, task_tokens, None))))
 
     n = sum(len(e) for e in examples)
@@ -289,7 +292,7 @@ def compare_prompts(backbone: Backbone, ds: P5Dataset, cfg: SearchConfig | dict,
         tt = [int(t) for t in spec["task_tokens"]]
         ut = {int(u): int(t) for u, t in (spec.get("user_tokens") or {}).items()}
         say(f"evaluating {name}")
-        rows.append((name, prompt_text(row_cfg, tok, tt) + start_note(row_cfg),
+        rows.append((name, prompt_text(row_cfg, tok, tt) + protocol_note(row_cfg),
                      run_all(lambda exs: learned_inputs(exs, backbone, ds, row_cfg, tt, ut), row_cfg)))
 
     return summarize(cfg.task, ds.name, repetitions, rows, runs=runs, split=split, ranking=cfg.ranking,

@@ -83,6 +83,8 @@ def base_config(opts: StudyOptions, task: str, **overrides) -> SearchConfig:
         values["warmup_rounds"] = opts.warmup_rounds
     if opts.tie_break != "none" and overrides.get("criterion", opts.criterion) != "loss":
         values["tie_break"] = opts.tie_break
+    if opts.vocabulary != "all":
+        values["vocabulary"] = opts.vocabulary
     if opts.val_users is not None:
         values["val_users"] = None if opts.val_users == "all" else opts.val_users
     if opts.budget_rounds is not None:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError
 from .holdout import DEFAULT_HOLDOUT_USERS
-from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, TIE_BREAKS, USER_POSITIONS
+from .search.config import CRITERIA, LAYOUTS, PRESETS, RANKINGS, TASKS, TIE_BREAKS, USER_POSITIONS, VOCABULARIES
 
 # the study's budgets: the search presets plus a tiny one for smoke tests
 STUDY_PRESETS = {
@@ -49,6 +49,7 @@ class StudyOptions:
     candidates: int = 5                    # k of every search (candidates per position a round)
     warmup_rounds: int = 0                 # every search's rounds judged by the loss first (0: the paper's rule)
     tie_break: str = "none"                # every search's ties of the criterion: "loss" breaks them ("none": the paper's rule)
+    vocabulary: str = "all"                # every search's trigger pieces: "read" = those the backbone read ("all": the paper's V)
     # validation users every search judges on: a number, "all" (the paper and its public code), or
     # None for the preset's (real: 1,000, where a few percent hit rate leaves some 30 hits a candidate)
     val_users: int | str | None = None
@@ -104,7 +105,8 @@ class StudyOptions:
             v = getattr(self, name)
             if v is not None and (not isinstance(v, int) or v < 1):
                 raise ConfigError(name, f"must be a whole number >= 1, got {v!r}")
-        for name, options in (("criterion", CRITERIA), ("ranking", RANKINGS), ("tie_break", TIE_BREAKS)):
+        for name, options in (("criterion", CRITERIA), ("ranking", RANKINGS), ("tie_break", TIE_BREAKS),
+                              ("vocabulary", VOCABULARIES)):
             if getattr(self, name) not in options:
                 raise ConfigError(name, f"{getattr(self, name)!r} is not one of {', '.join(options)}")
         for name, options in (("criteria", CRITERIA), ("layouts", LAYOUTS), ("user_positions", USER_POSITIONS)):
@@ -143,6 +145,8 @@ class StudyOptions:
             argv += ["--warmup-rounds", str(self.warmup_rounds)]
         if self.tie_break != d.tie_break:
             argv += ["--tie-break", self.tie_break]
+        if self.vocabulary != d.vocabulary:
+            argv += ["--vocabulary", self.vocabulary]
         if self.val_users is not None:
             argv += ["--val-users", str(self.val_users)]
         if self.test_users is not None:

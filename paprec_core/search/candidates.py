@@ -17,10 +17,12 @@ import numpy as np
 import torch
 
 from ..backbone import Backbone
+from ..prompts import training_templates
 from ..tokenizer import WORD_START, Tokenizer
 from .slots import SlottedSet
 
 _NUMBER = re.compile(r"\d")
+_FIELD = re.compile(r"\{[a-z]+\}")
 
 
 def allowed_vocabulary(tok: Tokenizer, exclude_numbers: bool) -> torch.Tensor:
@@ -35,6 +37,29 @@ def allowed_vocabulary(tok: Tokenizer, exclude_numbers: bool) -> torch.Tensor:
             continue
         ok[i] = True
     return torch.from_numpy(ok)
+
+
+def read_vocabulary(backbone: Backbone) -> torch.Tensor | None:
+    """Pieces the backbone's encoder had as input in pretraining, as a mask over the vocabulary;
+    None where that is every piece or cannot be told from the recorded recipe.
+
+    Derived from the recipe (``backbone.json``), so backbones built before this existed have it too:
+    a backbone pretrained on sequential and matching with entity tokens reads its training
+    phrasings' words and nothing else. Explanation examples read item titles, ids as text read
+    number pieces, and trigger noise reads random pieces: those recipes read (nearly) every piece."""
+    recipe = backbone.meta.get("recipe")
+    if not isinstance(recipe, dict) or not isinstance(recipe.get("tasks"), list):
+        return None
+    tasks = recipe["tasks"]
+    if ("explanation" in tasks or not recipe.get("entity_tokens", True) or recipe.get("trigger_noise", 0)
+            or not all(t in ("sequential", "matching") for t in tasks)):
+        return None
+    tok = backbone.tokenizer
+    read = torch.zeros(tok.vocab_size, dtype=torch.bool)
+    for task in tasks:
+        for template in training_templates(task, bool(recipe.get("short_phrasings", False))):
+            read[tok.encode(_FIELD.sub(" ", template), eos=False)] = True
+    return read
 
 
 @contextmanager

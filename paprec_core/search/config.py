@@ -13,6 +13,7 @@ CRITERIA = ("surrogate", "loss", "full")
 RANKINGS = ("fast", "beam")
 GRADIENT_ROWS = ("all", "latest")
 TIE_BREAKS = ("none", "loss")
+VOCABULARIES = ("all", "read")
 
 # Presets a user picks by name; explicit options override them.
 PRESETS = {
@@ -66,6 +67,12 @@ class SearchConfig:
     # the surrogate says nothing and the loss still ranks them; measured, exact ties are rare
     # otherwise (none in 89 Sports rounds on 4,000 users). Not the paper's rule: its own row.
     tie_break: str = "none"
+    # The pieces trigger tokens are drawn from: "all" whole-word pieces of the tokenizer (the paper's
+    # V) or only those the backbone's encoder "read" in pretraining. P5's vocabulary is T5's, every row
+    # pretrained; a from-scratch backbone trained on sequential and matching read only its training
+    # phrasings' words (52 of Beauty's 502 whole-word pieces), and every other row is a vector it never
+    # had as input. Where the backbone read every piece (explanation in its tasks), both are the same.
+    vocabulary: str = "all"
     # Personalized: judge a task swap on the task tokens alone, every user at the default token
     # (False: with each user's own token, the paper's loop). Measured on Sports: a user token is
     # kept when it turns that user's one validation example into a hit, so it fits the task
@@ -119,6 +126,7 @@ class SearchConfig:
         choose("ranking", RANKINGS)
         choose("gradient_rows", GRADIENT_ROWS)
         choose("tie_break", TIE_BREAKS)
+        choose("vocabulary", VOCABULARIES)
         for name in ("trigger_length", "candidates", "max_epochs", "batch_size", "patience"):
             v = getattr(self, name)
             if not isinstance(v, int) or isinstance(v, bool) or v < 1:
