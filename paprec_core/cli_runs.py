@@ -486,9 +486,8 @@ def register(sub) -> None:
                         "prompt (none, the paper's rule) or take the lower validation loss (loss; also among "
                         "tied candidates)")
     s.add_argument("--vocabulary", choices=list(VOCABULARIES),
-                   help="draw trigger tokens from all whole-word pieces (all, the paper's V) or from those the "
-                        "backbone read in pretraining (read: on a backbone trained on sequential and matching, its "
-                        "training phrasings' words; not the paper's rule)")
+                   help="draw trigger tokens from all whole-word pieces (all, the paper's V) or from the words of "
+                        "the phrasings the backbone was pretrained with (phrasings; not the paper's rule)")
     s.add_argument("--shared-task-judge", dest="shared_task_judge", action="store_true", default=None,
                    help="personalized: judge task swaps with every user at the default token, not with the "
                         "user tokens fitted to the current task tokens (not the paper's loop)")

@@ -100,7 +100,7 @@ def register(sub) -> None:
                         "the current prompt (none, default: the paper's rule; the search's --tie-break)")
     s.add_argument("--vocabulary", default="all", choices=list(VOCABULARIES),
                    help="every search draws trigger tokens from all whole-word pieces (all, default: the paper's V) "
-                        "or from those the backbone read in pretraining (read; the search's --vocabulary)")
+                        "or from the words of the backbone's training phrasings (phrasings; the search's --vocabulary)")
     s.add_argument("--val-users", dest="val_users", type=_val_users, metavar="N|all",
                    help="validation users every search judges on (default: the preset's; 'all', as the paper)")
     s.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), help="Fig. 3 grid")

@@ -219,9 +219,9 @@ def _num(x) -> float | None:
 def protocol_note(cfg: SearchConfig) -> str:
     """What a row's prompt text says of a search that left the paper's protocol in how it drew its
     tokens: the words it started from instead of random tokens, and a vocabulary narrowed to the
-    pieces the backbone read, so no reader takes it for the paper's protocol."""
+    words of the backbone's training phrasings, so no reader takes it for the paper's protocol."""
     notes = ([f"searched from the words: {' '.join(cfg.start_words)}"] if cfg.start_words else []) + (
-        ["trigger pieces: those the backbone read"] if cfg.vocabulary == "read" else [])
+        ["trigger words: the backbone's training phrasings'"] if cfg.vocabulary == "phrasings" else [])
     return f"  ({'; '.join(notes)})" if notes else ""
 
 

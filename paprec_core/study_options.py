@@ -49,7 +49,7 @@ class StudyOptions:
     candidates: int = 5                    # k of every search (candidates per position a round)
     warmup_rounds: int = 0                 # every search's rounds judged by the loss first (0: the paper's rule)
     tie_break: str = "none"                # every search's ties of the criterion: "loss" breaks them ("none": the paper's rule)
-    vocabulary: str = "all"                # every search's trigger pieces: "read" = those the backbone read ("all": the paper's V)
+    vocabulary: str = "all"                # every search's trigger pieces: "phrasings" = the backbone's training phrasings' words ("all": the paper's V)
     # validation users every search judges on: a number, "all" (the paper and its public code), or
     # None for the preset's (real: 1,000, where a few percent hit rate leaves some 30 hits a candidate)
     val_users: int | str | None = None

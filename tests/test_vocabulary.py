@@ -1,4 +1,4 @@
-"""Trigger tokens drawn from the pieces the backbone read in pretraining (``vocabulary 'read'``)."""
+"""Trigger tokens drawn from the words of the backbone's training phrasings (``vocabulary 'phrasings'``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from paprec_core.errors import ConfigError
 from paprec_core.prompts import training_templates
 from paprec_core.search import SearchConfig
-from paprec_core.search.candidates import allowed_vocabulary, read_vocabulary
+from paprec_core.search.candidates import allowed_vocabulary, phrasing_vocabulary
 from paprec_core.search.loop import Search
 from paprec_core.tokenizer import Tokenizer, TokenizerSpec
 
@@ -24,15 +24,15 @@ def _backbone(spiece_path, recipe):
 
 @pytest.fixture(scope="module")
 def ranking_backbone_dir(spiece_path, tmp_path_factory):
-    """A backbone whose recipe trained sequential and matching only: it read just their phrasings."""
+    """A backbone whose recipe trained sequential and matching only."""
     return _backbone(spiece_path, RANKING_RECIPE).save(tmp_path_factory.mktemp("ranking") / "backbone")
 
 
-def test_a_ranking_backbone_read_its_training_phrasings_words_only(spiece_path):
+def test_the_vocabulary_is_the_words_of_the_recipes_training_phrasings(spiece_path):
     backbone = _backbone(spiece_path, RANKING_RECIPE)
     tok = backbone.tokenizer
-    read = read_vocabulary(backbone)
-    words = read & allowed_vocabulary(tok, exclude_numbers=True)
+    words_mask = phrasing_vocabulary(backbone)
+    words = words_mask & allowed_vocabulary(tok, exclude_numbers=True)
     pieces = {tok.piece(i) for i in range(tok.vocab_size) if words[i]}
     assert {"▁recommend", "▁history", "▁Pick", "▁item"} <= pieces
     # title words are whole pieces of this tokenizer, but no ranking phrasing holds them
@@ -42,38 +42,41 @@ def test_a_ranking_backbone_read_its_training_phrasings_words_only(spiece_path):
     assert "▁According" not in pieces and "▁Can" not in pieces
     templates = " ".join(t for task in ("sequential", "matching") for t in training_templates(task))
     assert all(p.lstrip("▁") in templates for p in pieces)
-    assert not read[tok.item_base:].any()  # entity rows are arguments, never trigger candidates
+    assert not words_mask[tok.item_base:].any()  # entity rows are arguments, never trigger candidates
 
 
-@pytest.mark.parametrize("recipe", [
-    {"max_history": 20},                                                   # no recorded tasks
-    {**RANKING_RECIPE, "tasks": ["sequential", "matching", "explanation"]},  # titles and reviews read
-    {**RANKING_RECIPE, "entity_tokens": False},                            # ids as text read number pieces
-    {**RANKING_RECIPE, "trigger_noise": 0.25},                             # random pieces read
-])
-def test_recipes_that_read_every_piece_leave_the_vocabulary_whole(spiece_path, recipe):
-    assert read_vocabulary(_backbone(spiece_path, recipe)) is None
+def test_explanation_adds_its_phrasings_not_the_titles_it_read(spiece_path):
+    ranking = phrasing_vocabulary(_backbone(spiece_path, RANKING_RECIPE))
+    tok = _backbone(spiece_path, RANKING_RECIPE).tokenizer
+    with_explanation = phrasing_vocabulary(
+        _backbone(spiece_path, {**RANKING_RECIPE, "tasks": ["sequential", "matching", "explanation"]}))
+    added = {tok.piece(i) for i in range(tok.n_pieces) if with_explanation[i] and not ranking[i]}
+    assert "▁explanation" in added and "▁serum" not in added
 
 
-def test_a_read_vocabulary_search_starts_and_swaps_among_read_pieces(make_config, ranking_backbone_dir,
+def test_a_backbone_without_a_recorded_recipe_keeps_every_piece(spiece_path):
+    assert phrasing_vocabulary(_backbone(spiece_path, {"max_history": 20})) is None
+
+
+def test_a_phrasings_search_starts_and_swaps_among_those_words(make_config, ranking_backbone_dir,
                                                                      demo_dataset):
-    cfg = make_config(backbone=str(ranking_backbone_dir), vocabulary="read", max_rounds=3)
+    cfg = make_config(backbone=str(ranking_backbone_dir), vocabulary="phrasings", max_rounds=3)
     events = []
     search = Search(cfg, search_backbone := _load(ranking_backbone_dir), demo_dataset, listener=events.append)
-    read = read_vocabulary(search_backbone)
+    words_mask = phrasing_vocabulary(search_backbone)
     start = search.initial_state()
     state = search.run()
     tried = [e.data["token_id"] for e in events if e.kind == "candidate" and e.data["slot"] != "user"]
     users = [search.tok.piece_id(p) for e in events if e.kind == "user_update" for p in e.data["tokens"].values()]
-    assert tried and all(read[t] for t in tried + start.task_tokens + state.task_tokens + users)
+    assert tried and all(words_mask[t] for t in tried + start.task_tokens + state.task_tokens + users)
     # the same search over all pieces draws outside them
     everything = Search(make_config(backbone=str(ranking_backbone_dir)), search_backbone, demo_dataset)
     assert int(everything.allowed_task.sum()) > int(search.allowed_task.sum()) > cfg.trigger_length
 
 
-def test_too_few_read_pieces_for_the_prompt_is_refused_by_name(make_config, ranking_backbone_dir, demo_dataset):
-    cfg = make_config(backbone=str(ranking_backbone_dir), vocabulary="read", trigger_length=64, personalized=False)
-    with pytest.raises(ConfigError, match="vocabulary.*fewer than trigger_length 64"):
+def test_too_few_phrasing_words_for_the_prompt_is_refused_by_name(make_config, ranking_backbone_dir, demo_dataset):
+    cfg = make_config(backbone=str(ranking_backbone_dir), vocabulary="phrasings", trigger_length=64, personalized=False)
+    with pytest.raises(ConfigError, match="vocabulary.*phrasings have .* fewer than trigger_length 64"):
         Search(cfg, _load(ranking_backbone_dir), demo_dataset)
 
 
@@ -88,10 +91,10 @@ def _load(folder):
     return Backbone.load(folder)
 
 
-def test_compare_labels_a_read_vocabulary_prompt_as_off_the_papers_protocol():
+def test_compare_labels_a_phrasings_prompt_as_off_the_papers_protocol():
     from paprec_core.compare import protocol_note
 
     assert protocol_note(SearchConfig()) == ""
-    assert protocol_note(SearchConfig(vocabulary="read")) == "  (trigger pieces: those the backbone read)"
-    both = SearchConfig(vocabulary="read", start_words=["a", "b"], trigger_length=2)
-    assert protocol_note(both) == "  (searched from the words: a b; trigger pieces: those the backbone read)"
+    assert protocol_note(SearchConfig(vocabulary="phrasings")) == "  (trigger words: the backbone's training phrasings')"
+    both = SearchConfig(vocabulary="phrasings", start_words=["a", "b"], trigger_length=2)
+    assert protocol_note(both) == "  (searched from the words: a b; trigger words: the backbone's training phrasings')"

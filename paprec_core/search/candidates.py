@@ -39,27 +39,24 @@ def allowed_vocabulary(tok: Tokenizer, exclude_numbers: bool) -> torch.Tensor:
     return torch.from_numpy(ok)
 
 
-def read_vocabulary(backbone: Backbone) -> torch.Tensor | None:
-    """Pieces the backbone's encoder had as input in pretraining, as a mask over the vocabulary;
-    None where that is every piece or cannot be told from the recorded recipe.
+def phrasing_vocabulary(backbone: Backbone) -> torch.Tensor | None:
+    """The pieces of the phrasings the backbone was pretrained with (its recipe's tasks, from
+    ``backbone.json``), as a mask over the vocabulary; None where the recipe does not say (a backbone
+    made elsewhere, such as P5's own).
 
-    Derived from the recipe (``backbone.json``), so backbones built before this existed have it too:
-    a backbone pretrained on sequential and matching with entity tokens reads its training
-    phrasings' words and nothing else. Explanation examples read item titles, ids as text read
-    number pieces, and trigger noise reads random pieces: those recipes read (nearly) every piece."""
+    A from-scratch backbone read its trigger-position words only in those phrasings: trained on
+    sequential and matching, its encoder had no other words as input at all (52 of Beauty's 502
+    whole-word pieces), and a title word it read in an explanation prompt it never read where a
+    trigger token stands. P5's vocabulary is T5's, every row pretrained on text."""
     recipe = backbone.meta.get("recipe")
     if not isinstance(recipe, dict) or not isinstance(recipe.get("tasks"), list):
         return None
-    tasks = recipe["tasks"]
-    if ("explanation" in tasks or not recipe.get("entity_tokens", True) or recipe.get("trigger_noise", 0)
-            or not all(t in ("sequential", "matching") for t in tasks)):
-        return None
     tok = backbone.tokenizer
-    read = torch.zeros(tok.vocab_size, dtype=torch.bool)
-    for task in tasks:
+    words = torch.zeros(tok.vocab_size, dtype=torch.bool)
+    for task in recipe["tasks"]:
         for template in training_templates(task, bool(recipe.get("short_phrasings", False))):
-            read[tok.encode(_FIELD.sub(" ", template), eos=False)] = True
-    return read
+            words[tok.encode(_FIELD.sub(" ", template), eos=False)] = True
+    return words
 
 
 @contextmanager

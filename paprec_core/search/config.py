@@ -13,7 +13,7 @@ CRITERIA = ("surrogate", "loss", "full")
 RANKINGS = ("fast", "beam")
 GRADIENT_ROWS = ("all", "latest")
 TIE_BREAKS = ("none", "loss")
-VOCABULARIES = ("all", "read")
+VOCABULARIES = ("all", "phrasings")
 
 # Presets a user picks by name; explicit options override them.
 PRESETS = {
@@ -68,10 +68,11 @@ class SearchConfig:
     # otherwise (none in 89 Sports rounds on 4,000 users). Not the paper's rule: its own row.
     tie_break: str = "none"
     # The pieces trigger tokens are drawn from: "all" whole-word pieces of the tokenizer (the paper's
-    # V) or only those the backbone's encoder "read" in pretraining. P5's vocabulary is T5's, every row
-    # pretrained; a from-scratch backbone trained on sequential and matching read only its training
-    # phrasings' words (52 of Beauty's 502 whole-word pieces), and every other row is a vector it never
-    # had as input. Where the backbone read every piece (explanation in its tasks), both are the same.
+    # V) or the words of the "phrasings" the backbone was pretrained with (its recipe's). P5's
+    # vocabulary is T5's, every row pretrained on text; a from-scratch backbone trained on sequential
+    # and matching had no other words as input (52 of Beauty's 502 whole-word pieces), and every other
+    # row is a vector it never read. Not the paper's protocol: its own row. A backbone without a
+    # recorded recipe keeps every piece.
     vocabulary: str = "all"
     # Personalized: judge a task swap on the task tokens alone, every user at the default token
     # (False: with each user's own token, the paper's loop). Measured on Sports: a user token is

@@ -29,7 +29,7 @@ from ..evaluate import flatten, max_history
 from ..prompts import SEEN, UNSEEN, manual_prompt
 from ..metrics import hit_ranks, mean_metrics, ranking_metrics, text_metrics
 from ..ranking import generate_texts, rank_items
-from .candidates import allowed_vocabulary, read_vocabulary, slot_gradients, top_candidates
+from .candidates import allowed_vocabulary, phrasing_vocabulary, slot_gradients, top_candidates
 from .config import SearchConfig, judged_users, round_budget, rounds_per_epoch
 from .events import Event, Listener
 from .layout import whole_word_ids
@@ -135,14 +135,15 @@ class Search:
                             if cfg.warmup_rounds or cfg.tie_break == "loss" else None)
         self.allowed_task = allowed_vocabulary(self.tok, cfg.exclude_numbers_task)
         self.allowed_user = allowed_vocabulary(self.tok, cfg.exclude_numbers_user)
-        read = read_vocabulary(backbone) if cfg.vocabulary == "read" else None
-        if read is not None:
-            self.allowed_task &= read
-            self.allowed_user &= read
+        words = phrasing_vocabulary(backbone) if cfg.vocabulary == "phrasings" else None
+        if words is not None:
+            self.allowed_task &= words
+            self.allowed_user &= words
             if int(self.allowed_task.sum()) < cfg.trigger_length:
-                raise ConfigError("vocabulary", f"the backbone read {int(self.allowed_task.sum())} whole-word "
-                                                f"pieces, fewer than trigger_length {cfg.trigger_length}; "
-                                                "use vocabulary 'all' or a shorter prompt")
+                raise ConfigError("vocabulary", f"the backbone's training phrasings have "
+                                                f"{int(self.allowed_task.sum())} whole-word pieces, fewer than "
+                                                f"trigger_length {cfg.trigger_length}; use vocabulary 'all' or "
+                                                "a shorter prompt")
         self.default_user = default_user_token(self.tok)
         self.n_user_rows = max(ds.sequences) + 1
         self._val_scores: np.ndarray | None = None
