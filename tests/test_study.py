@@ -140,6 +140,12 @@ def test_the_studys_k_reaches_every_search_and_its_command():
     assert ties.command()[ties.command().index("--tie-break") + 1] == "loss"
     with pytest.raises(ConfigError, match="tie_break"):
         StudyOptions(data="d", backbone="b", tie_break="coin").validate()
+    words = StudyOptions(data="d", backbone="b", tasks=["sequential"], vocabulary="phrasings").validate()
+    assert {s.config.get("vocabulary") for s in build_plan(words)[0] if s.kind == "search"} == {"phrasings"}
+    assert words.command()[words.command().index("--vocabulary") + 1] == "phrasings"
+    assert "--vocabulary" not in StudyOptions(data="d", backbone="b").command()
+    with pytest.raises(ConfigError, match="vocabulary"):
+        StudyOptions(data="d", backbone="b", vocabulary="mine").validate()
     with pytest.raises(ConfigError, match="candidates"):
         StudyOptions(data="d", backbone="b", candidates=0).validate()
 

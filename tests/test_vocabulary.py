@@ -22,6 +22,12 @@ def _backbone(spiece_path, recipe):
     return backbone
 
 
+def _load(folder):
+    from paprec_core.backbone import Backbone
+
+    return Backbone.load(folder)
+
+
 @pytest.fixture(scope="module")
 def ranking_backbone_dir(spiece_path, tmp_path_factory):
     """A backbone whose recipe trained sequential and matching only."""
@@ -83,12 +89,6 @@ def test_too_few_phrasing_words_for_the_prompt_is_refused_by_name(make_config, r
 def test_an_unknown_vocabulary_is_refused_by_name():
     with pytest.raises(ConfigError, match="vocabulary"):
         SearchConfig(vocabulary="mine").validate()
-
-
-def _load(folder):
-    from paprec_core.backbone import Backbone
-
-    return Backbone.load(folder)
 
 
 def test_compare_labels_a_phrasings_prompt_as_off_the_papers_protocol():
