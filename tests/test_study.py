@@ -382,3 +382,14 @@ def test_study_with_a_shared_task_judge_tests_it_beside_the_papers_personalized_
     assert steps[seen]["test"]["row"] == "PAP-REC, searched from the Seen prompt's words"
     assert "(searched from the words: Here is" in rows["PAP-REC, searched from the Seen prompt's words"]["text"]
     assert "### Searched from the Seen prompt's words (sequential)" in readme
+
+
+def test_the_backbone_check_gives_the_seen_prompts_share_of_the_transitions_baseline():
+    from paprec_core.report.format import transitions_check
+
+    line = transitions_check(0.0189, 0.0268, 0.0055)
+    assert "70.5% of the transitions baseline" in line and "at or above the 70%" in line
+    assert "0.0189 vs 0.0268; most popular 0.0055" in line
+    assert "**below** the 70%" in transitions_check(0.0258, 0.0518, 0.0100)  # 49.8 %
+    assert transitions_check(0.3, 0.2, 0.05).startswith("The backbone beats the transitions baseline")
+    assert "0.0% of" in transitions_check(0.0, 0.0, None)  # no transitions hit: no division by zero

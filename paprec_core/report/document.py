@@ -13,7 +13,7 @@ from ..compare import ALPHA, NUM_BEAMS, TOP_K, format_table, verdict_line, verdi
 from ..layout_choice import PAPER_SUFFIX_ROWS
 from ..study_options import FROM_SEEN_ROW, RESTART_ROWS, SHARED_JUDGE_ROW
 from .claims import _differences
-from .format import CLAIM_METRICS, NP_ROW, PAPER, PAPER_TABLE12, PAPER_TABLE13, PAPER_TABLE3_MIN, P_ROW, TASK_ONLY_ROW, _CRIT_LABEL, _LAYOUT_LABEL, _PAPER_TABLE, _TASK_TITLE, _UPOS_LABEL, _code, _dur, _f, _kind, _table, _when
+from .format import CLAIM_METRICS, NP_ROW, PAPER, PAPER_TABLE12, PAPER_TABLE13, PAPER_TABLE3_MIN, P_ROW, TASK_ONLY_ROW, _CRIT_LABEL, _LAYOUT_LABEL, _PAPER_TABLE, _TASK_TITLE, _UPOS_LABEL, _code, _dur, _f, _kind, _table, _when, transitions_check
 from .plots import _image, plot_criteria, plot_length_sweep, plot_token_frequency, plot_validation
 from .study_data import StudyData
 from .tables import _ablation_rows, _paper_columns, test_table
@@ -185,9 +185,7 @@ def write_report(out: str | Path, manifest: dict, store) -> Path:
             s, t = res["rows"][0]["metrics"].get("HR@5"), res["rows"][2]["metrics"].get("HR@5")
             pop = res["rows"][1]["metrics"].get("HR@5")
             if s is not None and t is not None:
-                verdict = ("beats" if s > t else "does **not** beat")
-                add(f"The backbone {verdict} the transitions baseline on HR@5 ({_f(s)} vs {_f(t)}; "
-                    f"most popular {_f(pop)}).")
+                add(transitions_check(s, t, pop))
         summary["tasks"].setdefault(task, {})["backbone_check"] = res
         add("")
 

@@ -55,6 +55,22 @@ def _f(v, digits: int = 4) -> str:
     return f"{v:.{digits}f}"
 
 
+# A search over a backbone that barely ranks is noise (issue 12): a backbone worth searching
+# reaches this share of the item-to-item transitions baseline's HR@5 on test.
+WORTH_SEARCHING = 0.70
+
+
+def transitions_check(seen: float, transitions: float, popular: float | None) -> str:
+    """One sentence: the Seen prompt's HR@5 against the transitions baseline, as a share of it."""
+    numbers = f"HR@5 {_f(seen)} vs {_f(transitions)}; most popular {_f(popular)}"
+    if seen > transitions:
+        return f"The backbone beats the transitions baseline ({numbers})."
+    share = seen / transitions if transitions else 0.0
+    side = "at or above" if share >= WORTH_SEARCHING else "**below**"
+    return (f"The backbone's Seen prompt reaches {share:.1%} of the transitions baseline ({numbers}): "
+            f"{side} the {WORTH_SEARCHING:.0%} a backbone worth searching reaches.")
+
+
 def _dur(s) -> str:
     if s is None:
         return "-"
