@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import statistics
 
-from .format import CLAIM_METRICS, _TASK_TITLE, _f, _kind
+from .format import CLAIM_METRICS, _TASK_TITLE, _f, _kind, transitions_share
 from .study_data import StudyData
 from .tables import _ablation_rows, _best, _claim_rows
 
@@ -32,7 +32,7 @@ def _differences(d: StudyData, tasks: list[str], ab_task: str | None, add, summa
             s, tr = res["rows"][0]["metrics"].get("HR@5"), res["rows"][2]["metrics"].get("HR@5")
             if s is not None and tr is not None and s <= tr:
                 add(f"- The backbone's Seen manual prompt (HR@5 {_f(s)}) does not beat item-to-item transitions "
-                    f"(HR@5 {_f(tr)}{f'; {s / tr:.1%} of it' if tr else ''}): P5-S beats such baselines in the P5 paper, so prompt "
+                    f"(HR@5 {_f(tr)}; {transitions_share(s, tr):.1%} of it): P5-S beats such baselines in the P5 paper, so prompt "
                     "differences here are measured on a weaker model.")
         add("")
 

@@ -60,12 +60,17 @@ def _f(v, digits: int = 4) -> str:
 WORTH_SEARCHING = 0.70
 
 
+def transitions_share(seen: float, transitions: float) -> float:
+    """The Seen prompt's HR@5 as a share of the transitions baseline's (0 where that has no hit)."""
+    return seen / transitions if transitions else 0.0
+
+
 def transitions_check(seen: float, transitions: float, popular: float | None) -> str:
     """One sentence: the Seen prompt's HR@5 against the transitions baseline, as a share of it."""
     numbers = f"HR@5 {_f(seen)} vs {_f(transitions)}; most popular {_f(popular)}"
     if seen > transitions:
         return f"The backbone beats the transitions baseline ({numbers})."
-    share = seen / transitions if transitions else 0.0
+    share = transitions_share(seen, transitions)
     side = "at or above" if share >= WORTH_SEARCHING else "**below**"
     return (f"The backbone's Seen prompt reaches {share:.1%} of the transitions baseline ({numbers}): "
             f"{side} the {WORTH_SEARCHING:.0%} a backbone worth searching reaches.")
