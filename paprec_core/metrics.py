@@ -85,3 +85,13 @@ def text_metrics(hypotheses: Sequence[str], references: Sequence[str]) -> dict[s
 
 def mean_metrics(per_example: dict[str, np.ndarray]) -> dict[str, float]:
     return {k: float(np.mean(v)) if len(v) else math.nan for k, v in per_example.items()}
+
+
+# A search over a backbone that barely ranks is noise (issue 12): a backbone worth searching
+# reaches this share of the item-to-item transitions baseline's HR@5 on test.
+WORTH_SEARCHING = 0.70
+
+
+def transitions_share(seen: float, transitions: float) -> float:
+    """The Seen prompt's HR@5 as a share of the transitions baseline's (0 where that has no hit)."""
+    return seen / transitions if transitions else 0.0

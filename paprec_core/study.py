@@ -42,6 +42,7 @@ from pathlib import Path
 from .errors import ConfigError, PapRecError
 from .layout_ceiling import start_fields
 from .layout_choice import PAPER_SUFFIX_ROWS, LayoutChoice, layout_options, shape_label
+from .metrics import WORTH_SEARCHING, transitions_share
 from .search.config import SearchConfig
 from .search.events import Listener
 from .study_options import FROM_SEEN_ROW, RESTART_ROWS, SHARED_JUDGE_ROW, STUDY_PRESETS, StudyOptions
@@ -509,9 +510,14 @@ class Study:
                  params=step.params)
         if step.task != "explanation":
             s, t = rows[0]["metrics"].get("HR@5", 0.0), rows[2]["metrics"].get("HR@5", 0.0)
-            if s < t:
-                self.say(f"note: the backbone's Seen manual HR@5 ({s:.4f}) is below the transitions baseline "
-                         f"({t:.4f}); prompt comparisons on this backbone say little")
+            share = transitions_share(s, t)
+            if s < t and share < WORTH_SEARCHING:
+                self.say(f"note: the backbone's Seen manual HR@5 ({s:.4f}) is {share:.0%} of the transitions "
+                         f"baseline's ({t:.4f}), below the {WORTH_SEARCHING:.0%} a backbone worth searching "
+                         "reaches; prompt comparisons on this backbone say little")
+            elif s < t:
+                self.say(f"the backbone's Seen manual HR@5 ({s:.4f}) is {share:.0%} of the transitions "
+                         f"baseline's ({t:.4f})")
 
     def _ceiling(self, step: Step, e: dict) -> None:
         from .layout_ceiling import LayoutCeiling, seen_ceiling

@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import time
 
+from ..metrics import WORTH_SEARCHING, transitions_share
+
 
 CLAIM_METRICS = {"ranking": ["HR@5", "NDCG@5", "HR@10", "NDCG@10"],
                  "explanation": ["BLEU-4", "ROUGE-1", "ROUGE-2", "ROUGE-L"]}
@@ -55,14 +57,6 @@ def _f(v, digits: int = 4) -> str:
     return f"{v:.{digits}f}"
 
 
-# A search over a backbone that barely ranks is noise (issue 12): a backbone worth searching
-# reaches this share of the item-to-item transitions baseline's HR@5 on test.
-WORTH_SEARCHING = 0.70
-
-
-def transitions_share(seen: float, transitions: float) -> float:
-    """The Seen prompt's HR@5 as a share of the transitions baseline's (0 where that has no hit)."""
-    return seen / transitions if transitions else 0.0
 
 
 def transitions_check(seen: float, transitions: float, popular: float | None) -> str:
