@@ -393,3 +393,19 @@ def test_the_backbone_check_gives_the_seen_prompts_share_of_the_transitions_base
     assert "**below** the 70%" in transitions_check(0.0258, 0.0518, 0.0100)  # 49.8 %
     assert transitions_check(0.3, 0.2, 0.05).startswith("The backbone beats the transitions baseline")
     assert "0.0% of" in transitions_check(0.0, 0.0, None)  # no transitions hit: no division by zero
+
+
+def test_report_names_the_shape_and_seed_of_a_search_that_has_not_started():
+    from paprec_core.report.study_data import StudyData
+
+    started = {"config": {"layout": "prefix", "trigger_length": 6, "seed": 3}}
+    d = StudyData({"steps": {"search/matching/personalized/prefix-l6": started},
+                   "options": {"trigger_length": 5, "seed": 0}}, store=None)
+    assert d.shape("search/matching/personalized/prefix-l6") == "prefix, l = 6"  # from its config
+    assert d.seed("search/matching/personalized/prefix-l6") == 3
+    # not started: read from the step's name, which the study builds from the same shape and seed
+    assert d.shape("search/matching/personalized/prefix+suffix-l5") == "prefix+suffix, l = 5"
+    assert d.shape("search/matching/personalized") == "suffix, l = 5"  # the paper's shape: the main step
+    assert d.shape("search/sequential/non-personalized/suffix-l6/seed2") == "suffix, l = 6"
+    assert d.seed("search/sequential/non-personalized/suffix-l6/seed2") == 2
+    assert d.seed("search/sequential/non-personalized/suffix-l6") == 0

@@ -425,8 +425,7 @@ def _layout_choice_lines(d: StudyData, task: str, add) -> None:
             continue
         parts = []
         for step in options:
-            cfg = (d.steps.get(step) or {}).get("config") or {}
-            shape = f"{cfg.get('layout')}, l = {cfg.get('trigger_length')}"
+            shape = d.shape(step)
             score = _choice_score(d, task, step)
             parts.append(f"**{shape}** {score}" if step == d.main_step(task, which) else f"{shape} {score}")
         add(f"- {label} layout chosen {_chosen_on(d, task)}; the chosen in bold, the first is the paper's: "
@@ -443,10 +442,9 @@ def _restarts_section(d: StudyData, task: str, add) -> None:
         chosen = d.restart_step(task, which)
         by_shape: dict[str, dict[int, str]] = {}
         for step in steps:
-            cfg = (d.steps.get(step) or {}).get("config") or {}
-            shape = f"{label}, {cfg.get('layout')}, l = {cfg.get('trigger_length')}"
+            shape = f"{label}, {d.shape(step)}"
             cell = _choice_score(d, task, step)
-            by_shape.setdefault(shape, {})[cfg.get("seed")] = f"**{cell}**" if step == chosen else cell
+            by_shape.setdefault(shape, {})[d.seed(step)] = f"**{cell}**" if step == chosen else cell
         rows += [(shape, cells) for shape, cells in by_shape.items()]
     if not rows:
         return

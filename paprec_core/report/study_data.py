@@ -43,6 +43,26 @@ class StudyData:
     def results(self, rid: int | None) -> dict | None:
         return None if rid is None else self._read("results", rid, self.store.results, None)
 
+    def shape(self, step: str) -> str:
+        """A search step's layout and length, e.g. ``prefix+suffix, l = 5``, also before it has started:
+        an option step is named ``<main step>/<layout>-l<length>[/...]``, the main step is the paper's suffix."""
+        cfg = (self.steps.get(step) or {}).get("config") or {}
+        if cfg.get("layout"):
+            return f"{cfg['layout']}, l = {cfg.get('trigger_length')}"
+        for part in reversed(step.split("/")):  # restarts and shared-judge steps add a part after it
+            layout, sep, length = part.rpartition("-l")
+            if sep and length.isdigit():
+                return f"{layout}, l = {length}"
+        return f"suffix, l = {self.opts.get('trigger_length', 5)}"
+
+    def seed(self, step: str) -> int:
+        """A search step's seed, also before it has started: a restart step ends in ``/seed<N>``."""
+        cfg = (self.steps.get(step) or {}).get("config") or {}
+        if cfg.get("seed") is not None:
+            return int(cfg["seed"])
+        last = step.rsplit("/", 1)[-1]
+        return int(last[4:]) if last.startswith("seed") and last[4:].isdigit() else int(self.opts.get("seed", 0))
+
     def done(self, step: str) -> bool:
         return (self.steps.get(step) or {}).get("status") == "done"
 
