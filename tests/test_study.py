@@ -409,3 +409,22 @@ def test_report_names_the_shape_and_seed_of_a_search_that_has_not_started():
     assert d.shape("search/sequential/non-personalized/suffix-l6/seed2") == "suffix, l = 6"
     assert d.seed("search/sequential/non-personalized/suffix-l6/seed2") == 2
     assert d.seed("search/sequential/non-personalized/suffix-l6") == 0
+
+
+def test_an_unfinished_layout_choice_bolds_no_shape():
+    from paprec_core.report.document import _layout_choice_lines
+    from paprec_core.report.study_data import StudyData
+
+    main = "search/matching/non-personalized"
+    plan = {"tasks": {"matching": {"non_personalized": main, "personalized": "p", "test": "test/matching",
+                                   "non_personalized_options": [main, f"{main}/prefix-l5"]}}}
+    d = StudyData({"plan": plan, "steps": {}, "options": {"trigger_length": 5}}, store=None)
+    lines: list[str] = []
+    _layout_choice_lines(d, "matching", lines.append)
+    assert lines == ["- Non-personalized layout: not chosen yet (the test step chooses, once every shape is searched); "
+                     "each shape's best validation score so far, the first is the paper's: suffix, l = 5 not finished; "
+                     "prefix, l = 5 not finished."]
+    d.steps["test/matching"] = {"chosen": {"non_personalized": f"{main}/prefix-l5"}}
+    lines.clear()
+    _layout_choice_lines(d, "matching", lines.append)
+    assert "**prefix, l = 5** not finished" in lines[0] and "layout chosen on validation" in lines[0]

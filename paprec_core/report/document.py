@@ -423,13 +423,18 @@ def _layout_choice_lines(d: StudyData, task: str, add) -> None:
         options = d.options(task, which)
         if len(options) < 2:
             continue
+        chosen = d.chosen_step(task, which)
         parts = []
         for step in options:
             shape = d.shape(step)
             score = _choice_score(d, task, step)
-            parts.append(f"**{shape}** {score}" if step == d.main_step(task, which) else f"{shape} {score}")
-        add(f"- {label} layout chosen {_chosen_on(d, task)}; the chosen in bold, the first is the paper's: "
-            + "; ".join(parts) + ".")
+            parts.append(f"**{shape}** {score}" if step == chosen else f"{shape} {score}")
+        if chosen:
+            add(f"- {label} layout chosen {_chosen_on(d, task)}; the chosen in bold, the first is the paper's: "
+                + "; ".join(parts) + ".")
+        else:  # the choice is made by the test step, once every competing search is done
+            add(f"- {label} layout: not chosen yet (the test step chooses, once every shape is searched); "
+                "each shape's best validation score so far, the first is the paper's: " + "; ".join(parts) + ".")
 
 
 def _restarts_section(d: StudyData, task: str, add) -> None:

@@ -81,9 +81,12 @@ class StudyData:
     def main_step(self, task: str, which: str) -> str:
         """The search step behind a task's ``which`` row ('non_personalized' | 'personalized'): the
         shape chosen on validation once the test has chosen one, else the paper's suffix run."""
-        t = self.plan["tasks"].get(task, {})
-        chosen = (self.steps.get(t.get("test", "")) or {}).get("chosen") or {}
-        return chosen.get(which) or t[which]
+        return self.chosen_step(task, which) or self.plan["tasks"].get(task, {})[which]
+
+    def chosen_step(self, task: str, which: str) -> str | None:
+        """The shape the test step chose for a row on validation (None before the test has run)."""
+        test = self.plan["tasks"].get(task, {}).get("test", "")
+        return ((self.steps.get(test) or {}).get("chosen") or {}).get(which)
 
     def options(self, task: str, which: str) -> list[str]:
         """The steps that competed for a row on validation (just the paper's run without a choice)."""
