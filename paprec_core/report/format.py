@@ -57,8 +57,6 @@ def _f(v, digits: int = 4) -> str:
     return f"{v:.{digits}f}"
 
 
-
-
 def transitions_check(seen: float, transitions: float, popular: float | None) -> str:
     """One sentence: the Seen prompt's HR@5 against the transitions baseline, as a share of it."""
     numbers = f"HR@5 {_f(seen)} vs {_f(transitions)}; most popular {_f(popular)}"
